@@ -1,0 +1,19 @@
+"""poolcli: convolution kernels and CNN-style pooling for images, compiled with Numba.
+
+>>> import numpy as np, poolcli
+>>> poolcli.pool(np.arange(16, dtype=np.uint8).reshape(4, 4), "max", 2)
+array([[ 5,  7],
+       [13, 15]], dtype=uint8)
+"""
+
+__version__ = "0.1.0"
+__all__ = ["convolve", "pool", "get_kernel", "__version__"]
+
+
+def __getattr__(name):
+    # NumPy and Numba load on first use, so `poolcli --help` starts fast.
+    if name in ("convolve", "pool", "get_kernel"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'poolcli' has no attribute {name!r}")

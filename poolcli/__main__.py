@@ -1,0 +1,3 @@
+from poolcli.cli import main
+
+main()

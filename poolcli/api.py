@@ -1,0 +1,516 @@
+"""The Python API: :func:`convolve`, :func:`pool`, :func:`get_kernel`.
+
+This layer validates and normalises arguments, chooses a compiled path, and keeps the
+engine's compile time apart from its compute time.  Numba is imported on first use only, so
+``import poolcli`` (and the CLI's ``--help``) stays fast.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from typing import Sequence
+
+import numpy as np
+
+from .errors import ImageError, UsageError
+from .kernels import get_kernel
+
+__all__ = ["convolve", "pool", "get_kernel", "BOUNDARIES", "MODES", "resolve_boundary", "resolve_mode"]
+
+BOUNDARIES = ("reflect", "mirror", "nearest", "wrap", "constant", "valid")
+BOUNDARY_ALIASES = {
+    "symmetric": "reflect",
+    "reflect101": "mirror",
+    "reflect-101": "mirror",
+    "reflect_101": "mirror",
+    "replicate": "nearest",
+    "edge": "nearest",
+    "circular": "wrap",
+    "tile": "wrap",
+    "periodic": "wrap",
+    "zero": "constant",
+    "zeros": "constant",
+    "fill": "constant",
+}
+
+MODES = ("max", "avg", "min", "lp", "median", "stochastic")
+MODE_ALIASES = {"average": "avg", "mean": "avg", "l2": "lp", "maximum": "max", "minimum": "min"}
+
+_compile_ms = 0.0
+
+
+def take_compile_ms() -> float:
+    """Milliseconds spent compiling or loading compiled code since the last call."""
+    global _compile_ms
+    ms, _compile_ms = _compile_ms, 0.0
+    return ms
+
+
+def engine():
+    """The compiled-loop modules; importing Numba (≈0.2 s) counts as compile time."""
+    global _compile_ms
+    import sys
+
+    if "poolcli.engine.pool" not in sys.modules:
+        t0 = time.perf_counter()
+        from .engine import convolve, pool  # noqa: F401
+
+        _compile_ms += (time.perf_counter() - t0) * 1e3
+    from . import engine as eng
+
+    return eng
+
+
+def _run(fn, *args) -> None:
+    """Call a compiled engine function, timing its compilation (or cache load) separately."""
+    global _compile_ms
+    from numba import typeof
+
+    sig = tuple(typeof(a) for a in args)
+    if sig not in fn.overloads:
+        t0 = time.perf_counter()
+        fn.compile(sig)
+        _compile_ms += (time.perf_counter() - t0) * 1e3
+    fn(*args)
+
+
+def set_threads(n: int | None) -> None:
+    """Bound the compute threads (``--threads``); None leaves Numba's default (all cores)."""
+    if n is None:
+        return
+    if n < 1:
+        raise UsageError(f"--threads must be at least 1, got {n}")
+    import numba
+
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+
+def _choose(value: str, canon: Sequence[str], aliases: dict[str, str], what: str) -> str:
+    key = str(value).strip().lower()
+    key = aliases.get(key, key)
+    if key in canon:
+        return key
+    import difflib
+
+    close = difflib.get_close_matches(key, list(canon) + list(aliases), n=1, cutoff=0.5)
+    hint = f"; did you mean '{aliases.get(close[0], close[0])}'?" if close else ""
+    raise UsageError(f"unknown {what} '{value}'{hint} (choose from {', '.join(canon)})")
+
+
+def resolve_boundary(boundary: str) -> str:
+    """Canonical boundary mode for a name or an OpenCV/PyTorch/ImageMagick alias."""
+    return _choose(boundary, BOUNDARIES, BOUNDARY_ALIASES, "boundary")
+
+
+def resolve_mode(mode: str) -> str:
+    """Canonical pooling mode for a name or an alias (``l2`` is ``lp`` with p = 2)."""
+    return _choose(mode, MODES, MODE_ALIASES, "pooling mode")
+
+
+def _as_image(image) -> np.ndarray:
+    """A C-contiguous (H, W, C) view or copy in one of the engine's dtypes."""
+    arr = np.asarray(image)
+    if arr.ndim not in (2, 3):
+        raise UsageError(f"image must be (H, W) or (H, W, C), got shape {arr.shape}")
+    if arr.size == 0:
+        raise ImageError(f"image is empty (shape {arr.shape})")
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8)
+    elif arr.dtype == np.float16:
+        arr = arr.astype(np.float32)
+    elif arr.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
+        if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+            raise UsageError(f"image dtype {arr.dtype} is not supported (use uint8, uint16, float32 or float64)")
+        arr = arr.astype(np.float64)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if not arr.flags.writeable:  # one compiled signature per dtype: Numba types read-only arrays apart
+        return arr.copy()
+    return np.ascontiguousarray(arr)
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise UsageError(f"{name} must be an integer, got {value!r}")
+    if value < 1:
+        raise UsageError(f"{name} must be at least 1, got {value}")
+    return int(value)
+
+
+def _pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
+    """(a, b) from an int, a 2-sequence, or a string 'K' / 'AxB'."""
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(-?\d+)\s*(?:[xX×,]\s*(-?\d+)\s*)?", value)
+        if not m:
+            raise UsageError(f"{name} must be N or AxB, got '{value}'")
+        a = int(m.group(1))
+        b = int(m.group(2)) if m.group(2) is not None else a
+    elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        a = b = int(value)
+    else:
+        try:
+            a, b = (int(v) for v in value)
+        except (TypeError, ValueError):
+            raise UsageError(f"{name} must be an integer or a pair of integers, got {value!r}") from None
+    if a < minimum or b < minimum:
+        raise UsageError(f"{name} must be at least {minimum}, got {value}")
+    return a, b
+
+
+# --------------------------------------------------------------------------- convolution
+
+
+def index_map(n: int, before: int, after: int, boundary: str) -> np.ndarray:
+    """Source index of each padded position −before … n+after−1 (−1 reads the constant)."""
+    i = np.arange(-before, n + after, dtype=np.int64)
+    if boundary == "reflect":  # dcba|abcd|dcba, period 2n
+        m = i % (2 * n)
+        return np.where(m < n, m, 2 * n - 1 - m)
+    if boundary == "mirror":  # dcb|abcd|cba, period 2n − 2
+        if n == 1:
+            return np.zeros_like(i)
+        m = i % (2 * n - 2)
+        return np.where(m < n, m, 2 * n - 2 - m)
+    if boundary == "nearest":
+        return np.clip(i, 0, n - 1)
+    if boundary == "wrap":
+        return i % n
+    return np.where((i >= 0) & (i < n), i, -1)  # constant, and valid (never padded)
+
+
+def _rank1(k: np.ndarray):
+    """(u, v) with outer(u, v) == k when k is separable, else None."""
+    i0, j0 = np.unravel_index(np.argmax(np.abs(k)), k.shape)
+    pivot = k[i0, j0]
+    if pivot == 0:
+        return None
+    u = k[:, j0] / pivot
+    v = k[i0, :].copy()
+    if np.allclose(np.outer(u, v), k, rtol=1e-10, atol=1e-12 * abs(pivot)):
+        return u, v
+    return None
+
+
+def _as_kernel(kernel, size, sigma, flip: bool) -> np.ndarray:
+    if isinstance(kernel, str):
+        k = get_kernel(kernel, size=size, sigma=sigma)
+    else:
+        if size is not None or sigma is not None:
+            raise UsageError("size and sigma apply to named kernels only")
+        try:
+            k = np.array(kernel, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise UsageError("kernel must be a name or a 2-D array of numbers") from None
+        if k.ndim == 1:
+            k = k[None, :]
+        if not (k.ndim == 2 or (k.ndim == 3 and k.shape[0] == 2)) or k.size == 0:
+            raise UsageError(f"kernel must be a non-empty 2-D array (or a (2, kh, kw) pair), got shape {k.shape}")
+        if not np.isfinite(k).all():
+            raise UsageError("kernel values must be finite")
+    if flip:
+        k = k[..., ::-1, ::-1]
+    return np.ascontiguousarray(k)
+
+
+def convolve(
+    image,
+    kernel,
+    *,
+    boundary: str = "reflect",
+    cval: float = 0.0,
+    stride: int = 1,
+    dilation: int = 1,
+    flip: bool = False,
+    size: int | None = None,
+    sigma: float | None = None,
+) -> np.ndarray:
+    """Correlate every channel of an image with a kernel, as ``scipy.ndimage.correlate``.
+
+    output[y, x] = Σ k[i, j] · image[y + (i − kh//2)·D, x + (j − kw//2)·D], sampled at every
+    ``stride``-th row and column.  A (2, kh, kw) kernel pair gives the gradient magnitude
+    √(a² + b²) of its two correlations.
+
+    Parameters
+    ----------
+    image : (H, W) or (H, W, C) ndarray
+        uint8, uint16, float32 or float64 (other integer types are read as float64).
+    kernel : str or (kh, kw) array_like or (2, kh, kw) array_like
+        A name from :data:`poolcli.kernels.KERNELS` or the weights.
+    boundary : {'reflect', 'mirror', 'nearest', 'wrap', 'constant', 'valid'}
+        How the image is extended past its edges; aliases such as ``replicate`` accepted.
+    cval : float
+        The value outside the image for ``constant``.
+    stride, dilation : int
+        Keep every ``stride``-th output; spread taps ``dilation`` pixels apart.
+    flip : bool
+        Rotate the kernel by 180° first (true convolution).
+    size, sigma : optional
+        Parameters of named kernels (``box``, ``gaussian``).
+
+    Returns
+    -------
+    (OH, OW) or (OH, OW, C) float32 ndarray
+
+    Examples
+    --------
+    >>> import numpy as np, poolcli
+    >>> img = np.arange(16, dtype=np.uint8).reshape(4, 4)
+    >>> poolcli.convolve(img, "sobel-x", boundary="nearest")[0]
+    array([4., 8., 8., 4.], dtype=float32)
+    """
+    mode = resolve_boundary(boundary)
+    k = _as_kernel(kernel, size, sigma, flip)
+    stride = _positive_int(stride, "stride")
+    dilation = _positive_int(dilation, "dilation")
+    try:
+        cval = float(cval)
+    except (TypeError, ValueError):
+        raise UsageError(f"cval must be a number, got {cval!r}") from None
+    squeeze = np.ndim(image) == 2
+    img = _as_image(image)
+    out = _correlate(img, k, mode, cval, stride, dilation)
+    return out[:, :, 0] if squeeze else out
+
+
+def _correlate(img: np.ndarray, k: np.ndarray, mode: str, cval: float, stride: int, dilation: int) -> np.ndarray:
+    eng = engine().convolve
+    H, W, C = img.shape
+    kh, kw = k.shape[-2:]
+    eh, ew = (kh - 1) * dilation, (kw - 1) * dilation
+    if mode == "valid":
+        fh, fw = H - eh, W - ew
+        if fh < 1 or fw < 1:
+            raise ImageError(
+                f"image {W}x{H} is smaller than the kernel's reach {ew + 1}x{eh + 1} with boundary 'valid'"
+            )
+        top = left = 0
+        rowmap = np.arange(H, dtype=np.int64)
+        colmap = np.arange(W, dtype=np.int64)
+    else:
+        fh, fw = H, W
+        top, left = (kh // 2) * dilation, (kw // 2) * dilation
+        rowmap = index_map(H, top, eh - top, mode)
+        colmap = index_map(W, left, ew - left, mode)
+    out = np.empty(((fh - 1) // stride + 1, (fw - 1) // stride + 1, C), np.float32)
+    import numba
+
+    nch = max(1, min(out.shape[0], 4 * numba.get_num_threads()))  # a few row blocks per thread
+    head = (img, rowmap, colmap, left, np.float32(cval), stride, nch)
+    roffs = np.arange(kh, dtype=np.int64) * dilation
+    coffs = np.arange(kw, dtype=np.int64) * dilation
+    kernels = [k] if k.ndim == 2 else [k[0], k[1]]
+    factors = [_rank1(kk) for kk in kernels]
+    if all(f is not None for f in factors) and (
+        len(kernels) == 2 or np.count_nonzero(factors[0][0]) + np.count_nonzero(factors[0][1]) < np.count_nonzero(k)
+    ):
+        rw = np.array([f[0] for f in factors], np.float32)
+        cw = np.array([f[1] for f in factors], np.float32)
+        _run(eng.correlate_separable, *head, roffs, rw, coffs, cw, out)
+        return out
+    if len(kernels) == 2:
+        other = np.empty_like(out)
+        _correlate_taps(eng, head, kernels[0], dilation, out)
+        _correlate_taps(eng, head, kernels[1], dilation, other)
+        return np.hypot(out, other, out=out)
+    _correlate_taps(eng, head, k, dilation, out)
+    return out
+
+
+def _correlate_taps(eng, head, k: np.ndarray, dilation: int, out: np.ndarray) -> None:
+    """The general path: only non-zero taps, grouped by kernel row."""
+    rows, cols = np.nonzero(k)
+    if rows.size == 0:  # an all-zero kernel: every output is 0
+        out[:] = 0.0
+        return
+    used = np.unique(rows)
+    tstart = np.searchsorted(rows, np.append(used, k.shape[0])).astype(np.int64)
+    roffs = used.astype(np.int64) * dilation
+    tcol = cols.astype(np.int64) * dilation
+    _run(eng.correlate_taps, *head, roffs, tstart, tcol, k[rows, cols].astype(np.float32), out)
+
+
+# --------------------------------------------------------------------------- pooling
+
+
+def pool_output_size(n: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
+    """PyTorch's pooling output size; in ceil mode a last window starting in the padding is dropped."""
+    span = n + 2 * p - d * (k - 1) - 1
+    if span < 0:
+        return 0
+    out = (span + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= n + p:
+        out -= 1
+    return out
+
+
+def _axis_windows(n: int, k: int, s: int, p: int, d: int, o: int):
+    """Per output index: first tap, tap count, taps inside the padded extent, taps inside the image."""
+    start = np.arange(o, dtype=np.int64) * s - p
+    taps = start[:, None] + np.arange(k, dtype=np.int64)[None, :] * d
+    in_padded = (taps < n + p).sum(axis=1)
+    in_image = ((taps >= 0) & (taps < n)).sum(axis=1)
+    return start, np.full(o, k, np.int64), in_padded, in_image
+
+
+def _adaptive_windows(n: int, o: int):
+    """adaptive_*_pool2d windows: [floor(i·n/o), ceil((i+1)·n/o))."""
+    i = np.arange(o, dtype=np.int64)
+    start = (i * n) // o
+    end = -((-(i + 1) * n) // o)
+    return start, end - start
+
+
+def pool(
+    image,
+    mode: str = "max",
+    size=2,
+    *,
+    stride=None,
+    padding=0,
+    dilation=1,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor: int | None = None,
+    p: float = 2.0,
+    seed: int | None = None,
+    output_size=None,
+) -> np.ndarray:
+    """Pool every channel of an image as a CNN pooling layer, equal to PyTorch's functions.
+
+    ``max``, ``avg`` and ``lp`` give what ``torch.nn.functional.max_pool2d``, ``avg_pool2d``
+    and ``lp_pool2d`` give for the same arguments; ``min`` is −max_pool2d(−x); ``median`` is
+    the lower median of the window's cells inside the image; ``stochastic`` picks one cell of
+    each window with probability proportional to its value (Zeiler & Fergus).  With
+    ``output_size=(H, W)`` the windows are those of ``adaptive_max_pool2d`` /
+    ``adaptive_avg_pool2d`` and ``size``, ``stride``, ``padding``, ``dilation`` and
+    ``ceil_mode`` are not used.
+
+    Parameters
+    ----------
+    image : (H, W) or (H, W, C) ndarray
+        uint8, uint16, float32 or float64.
+    mode : {'max', 'avg', 'min', 'lp', 'median', 'stochastic'}
+        ``l2`` is ``lp`` with p = 2.
+    size, stride, padding, dilation : int or (int, int)
+        Window, step (default: the window), implicit padding per side (at most half the
+        window) and spacing of the taps.
+    ceil_mode : bool
+        Round the output size up instead of down.
+    count_include_pad : bool
+        ``avg``: count padded cells in the divisor.
+    divisor : int, optional
+        ``avg``: divide every window sum by this instead (PyTorch's ``divisor_override``).
+    p : float
+        ``lp``: the power (> 0).
+    seed : int, optional
+        ``stochastic``: makes the choice repeatable.
+    output_size : (int, int), optional
+        Adaptive pooling to this (H, W).
+
+    Returns
+    -------
+    (OH, OW) or (OH, OW, C) ndarray: the input dtype for max, min, median and stochastic;
+    float32 for avg and lp.
+
+    Examples
+    --------
+    >>> import numpy as np, poolcli
+    >>> x = np.array([[1, 2, 5, 6], [3, 4, 7, 8], [9, 10, 13, 14], [11, 12, 15, 16]], np.uint8)
+    >>> poolcli.pool(x, "max", 2)
+    array([[ 4,  8],
+           [12, 16]], dtype=uint8)
+    >>> poolcli.pool(x, "avg", 2)
+    array([[ 2.5,  6.5],
+           [10.5, 14.5]], dtype=float32)
+    """
+    eng = engine().pool
+    raw_mode = str(mode).strip().lower()
+    mode = resolve_mode(mode)
+    if raw_mode == "l2":
+        p = 2.0
+    if mode == "lp":
+        try:
+            p = float(p)
+        except (TypeError, ValueError):
+            raise UsageError(f"p must be a number, got {p!r}") from None
+        if not (p > 0 and math.isfinite(p)):
+            raise UsageError(f"p must be a positive finite number, got {p}")
+    if divisor is not None:
+        if isinstance(divisor, bool) or not isinstance(divisor, (int, np.integer)) or divisor == 0:
+            raise UsageError(f"divisor must be a non-zero integer, got {divisor!r}")
+    squeeze = np.ndim(image) == 2
+    img = _as_image(image)
+    H, W, C = img.shape
+
+    if output_size is not None:
+        oh, ow = _pair(output_size, "output_size")
+        rstart, rcount = _adaptive_windows(H, oh)
+        cstart, ccount = _adaptive_windows(W, ow)
+        dh = dw = 1
+        kh = kw = 0
+        fast = False
+        pool_area = np.outer(rcount, ccount).astype(np.float64)
+        valid_area = pool_area
+    else:
+        kh, kw = _pair(size, "size")
+        sh, sw = (kh, kw) if stride is None else _pair(stride, "stride")
+        ph, pw = _pair(padding, "padding", minimum=0)
+        dh, dw = _pair(dilation, "dilation")
+        if ph > kh // 2 or pw > kw // 2:
+            raise UsageError(
+                f"padding {ph}x{pw} is more than half the window {kh}x{kw}; use at most {kh // 2}x{kw // 2}"
+            )
+        oh = pool_output_size(H, kh, sh, ph, dh, ceil_mode)
+        ow = pool_output_size(W, kw, sw, pw, dw, ceil_mode)
+        if oh < 1 or ow < 1:
+            raise ImageError(
+                f"image {W}x{H} is smaller than the pooling window "
+                f"{dw * (kw - 1) + 1}x{dh * (kh - 1) + 1} (with padding {pw}x{ph})"
+            )
+        rstart, rcount, rpad, rval = _axis_windows(H, kh, sh, ph, dh, oh)
+        cstart, ccount, cpad, cval = _axis_windows(W, kw, sw, pw, dw, ow)
+        pool_area = np.outer(rpad, cpad).astype(np.float64)
+        valid_area = np.outer(rval, cval).astype(np.float64)
+        fast = (sh, sw) == (kh, kw) and ph == pw == 0 and dh == dw == 1 and oh * kh <= H and ow * kw <= W
+
+    if mode in ("max", "min"):
+        out = np.empty((oh, ow, C), img.dtype)
+        sign = 1 if mode == "max" else -1
+        if fast:
+            _run(eng.pool_extreme_blocks, img, kh, kw, sign, out)
+        else:
+            if img.dtype.kind == "f":
+                fill = img.dtype.type(-np.inf if sign > 0 else np.inf)
+            else:
+                fill = img.dtype.type(0)
+            _run(eng.pool_extreme, img, rstart, rcount, dh, cstart, ccount, dw, sign, fill, out)
+    elif mode in ("avg", "lp"):
+        out = np.empty((oh, ow, C), np.float32)
+        if mode == "avg" and fast and divisor is None:
+            _run(eng.pool_avg_blocks, img, kh, kw, out)
+        else:
+            if mode == "avg":
+                power, mul = 1.0, 1.0
+                if divisor is not None:
+                    div = np.full((oh, ow), float(divisor))
+                else:
+                    div = pool_area if (count_include_pad or output_size is not None) else valid_area
+            else:
+                power = p
+                if output_size is not None:  # adaptive lp: (Σ x^p)^(1/p) over each window
+                    div, mul = np.ones((oh, ow)), 1.0
+                else:  # lp_pool2d = avg_pool2d(x^p, padding=0, ceil_mode) · kh·kw, then ^(1/p)
+                    div, mul = pool_area, float(kh * kw)
+            _run(eng.pool_sum, img, rstart, rcount, dh, cstart, ccount, dw, power, np.ascontiguousarray(div), mul, out)
+    else:
+        out = np.empty((oh, ow, C), img.dtype)
+        stochastic = mode == "stochastic"
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy) & 0x7FFFFFFFFFFFFFFF
+        elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
+        seed = int(seed) & 0x7FFFFFFFFFFFFFFF
+        _run(eng.pool_select, img, rstart, rcount, dh, cstart, ccount, dw, stochastic, seed, out)
+    return out[:, :, 0] if squeeze else out

@@ -1,0 +1,349 @@
+"""Inputs → tasks → results: expansion of files, folders and globs, output naming, and running
+every task in this process or in a pool of worker processes.
+
+Nothing here prints: progress and per-file outcomes go to an ``on_result`` callback, so the CLI
+decides how to show them and tests can pass their own.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from . import images
+from .errors import ImageError, UsageError
+
+
+@dataclass(frozen=True)
+class Task:
+    """One input and where its result goes (``-`` is stdin / stdout)."""
+
+    source: str
+    dest: str
+    fmt: str
+
+
+@dataclass
+class FileResult:
+    input: str
+    output: str | None
+    width: int = 0
+    height: int = 0
+    channels: int = 0
+    load_ms: float = 0.0
+    compute_ms: float = 0.0
+    save_ms: float = 0.0
+    compile_ms: float = 0.0
+    error: str | None = None
+    skipped: bool = False
+    values: list[float] | None = None
+    out_width: int = 0
+    out_height: int = 0
+    dtype: str = ""
+
+    @property
+    def megapixels(self) -> float:
+        return self.width * self.height / 1e6
+
+
+@dataclass
+class Expanded:
+    """What the INPUT arguments name: files to process and notes about what was passed over."""
+
+    items: list[tuple[str, str]] = field(default_factory=list)  # (path, path relative to its root)
+    notes: list[str] = field(default_factory=list)
+    from_folder: bool = False
+
+
+def is_glob(arg: str) -> bool:
+    return any(ch in arg for ch in "*?[")
+
+
+def expand_inputs(args: Iterable[str], *, recursive: bool = False, exclude: str | None = None) -> Expanded:
+    """Files named by INPUT arguments: files, folders (``recursive`` descends), quoted globs, '-'.
+
+    Files in a folder that are not images by their extension are passed over with a note; the
+    folder ``exclude`` (the output folder) is never read back as input.
+    """
+    found = Expanded()
+    skip_root = os.path.realpath(exclude) if exclude else None
+    for arg in args:
+        if arg == "-":
+            found.items.append(("-", "-"))
+        elif os.path.isdir(arg):
+            found.from_folder = True
+            _walk(arg, recursive, skip_root, found)
+        elif not os.path.exists(arg) and is_glob(arg):
+            matches = sorted(glob.glob(arg, recursive=True))
+            if not matches:
+                found.notes.append(f"{arg}: no file matches this pattern")
+            for path in matches:
+                if os.path.isdir(path):
+                    found.from_folder = True
+                    _walk(path, recursive, skip_root, found)
+                else:
+                    found.items.append((path, os.path.basename(path)))
+        else:
+            found.items.append((arg, os.path.basename(arg)))
+    return found
+
+
+def _inside(path: str, root: str | None) -> bool:
+    if root is None:
+        return False
+    real = os.path.realpath(path)
+    return real == root or real.startswith(root + os.sep)
+
+
+def _walk(folder: str, recursive: bool, skip_root: str | None, found: Expanded) -> None:
+    for here, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _inside(os.path.join(here, d), skip_root))
+        if not recursive:
+            dirs[:] = []
+        for name in sorted(files):
+            path = os.path.join(here, name)
+            if name.startswith(".") or _inside(path, skip_root):
+                continue
+            if os.path.splitext(name)[1].lower() in images.IMAGE_SUFFIXES:
+                found.items.append((path, os.path.relpath(path, folder)))
+            else:
+                found.notes.append(f"{path}: skipped, not an image file")
+
+
+def plan(
+    found: Expanded, *, output: str | None, fmt: str | None, tag: str, to_dir: bool
+) -> list[Task]:
+    """Destination of every input.
+
+    One file and no ``-o`` writes ``{stem}_{tag}.{ext}`` beside it; stdin with no ``-o`` writes to
+    stdout; ``-o FILE`` / ``-o -`` names the one output; ``-o DIR`` (``to_dir``) writes there,
+    keeping the inputs' sub-folders.  Two inputs that would share a name keep their extensions.
+    """
+    tasks: list[Task] = []
+    ext_fmt = images.format_for(None if to_dir else output, fmt)
+    names: dict[str, int] = {}
+    planned = []
+    for path, rel in found.items:
+        if path == "-":
+            dest = output if (output and not to_dir) else "-"
+            if to_dir:
+                dest = os.path.join(output, f"stdin_{tag}{images.EXTENSIONS[ext_fmt]}")
+        elif output and not to_dir:
+            dest = output
+        else:
+            stem, _ = os.path.splitext(rel)
+            name = f"{stem}_{tag}{images.EXTENSIONS[ext_fmt]}"
+            dest = os.path.join(output, name) if to_dir else os.path.join(os.path.dirname(path), os.path.basename(name))
+        names[dest] = names.get(dest, 0) + 1
+        planned.append((path, rel, dest))
+    for path, rel, dest in planned:
+        if names[dest] > 1 and path != "-":
+            stem, ext = os.path.splitext(rel)
+            name = f"{stem}_{ext.lstrip('.').lower()}_{tag}{images.EXTENSIONS[ext_fmt]}"
+            dest = os.path.join(output, name) if to_dir else os.path.join(os.path.dirname(path), os.path.basename(name))
+        tasks.append(Task(path, dest, ext_fmt))
+    return tasks
+
+
+def same_file(a: str, b: str) -> bool:
+    if a == "-" or b == "-":
+        return False
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+# --------------------------------------------------------------------------- one file
+
+
+def process_file(task: Task, job, *, max_pixels: int | None, png_level: int, skip_existing: bool = False) -> FileResult:
+    """Read, run ``job`` on, and write one image; every failure is returned, never raised."""
+    from .api import take_compile_ms
+
+    name = "<stdin>" if task.source == "-" else task.source
+    res = FileResult(input=name, output=None if task.dest == "-" else task.dest)
+    if task.dest == "-":
+        res.output = "-"
+    try:
+        if skip_existing and task.dest != "-" and os.path.exists(task.dest):
+            res.skipped = True
+            return res
+        if same_file(task.source, task.dest):
+            raise ImageError(f"{name}: refusing to overwrite the input with the output")
+        t0 = time.perf_counter()
+        pic = images.decode(images.read_bytes(task.source), name, gray=job.gray, max_pixels=max_pixels)
+        t1 = time.perf_counter()
+        res.height, res.width, res.channels = pic.pixels.shape
+        res.dtype = str(pic.pixels.dtype)
+        res.load_ms = (t1 - t0) * 1e3
+        take_compile_ms()
+        try:
+            out = job.apply(pic)
+        except ImageError as exc:
+            raise ImageError(f"{name}: {exc}") from None
+        t2 = time.perf_counter()
+        res.compile_ms = take_compile_ms()
+        res.compute_ms = (t2 - t1) * 1e3 - res.compile_ms
+        res.out_height, res.out_width = out.array.shape[:2]
+        res.values = out.values
+        if task.fmt == "npy":
+            data = images.encode_npy(job.npy(out))
+        else:
+            pixels = out.array
+            if pixels.dtype.kind == "f":
+                target = pic.pixels.dtype if pic.pixels.dtype.kind == "u" else images.np.uint8
+                scale = out.scale if pic.pixels.dtype.kind == "u" or out.scale != "clip" else "normalize"
+                pixels = images.to_pixels(pixels, target, scale, out.colour)
+            data = images.encode(pixels, pic.alpha, task.fmt, png_level=png_level)
+        images.write_output(data, task.dest)
+        res.save_ms = (time.perf_counter() - t2) * 1e3
+    except ImageError as exc:
+        res.error = str(exc)
+    except MemoryError:
+        res.error = f"{name}: out of memory"
+    return res
+
+
+# --------------------------------------------------------------------------- many files
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived; the results so far are in ``results``."""
+
+    def __init__(self, results: list[FileResult]):
+        super().__init__("interrupted")
+        self.results = results
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _worker_init(threads: int) -> None:
+    # The parent owns interruption: workers finish the file in hand and are then shut down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    import numba
+
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+
+
+def _warm(job) -> None:
+    """Compile (or load from the cache) the job's uint8 path before workers fork."""
+    import numpy as np
+
+    from .images import Picture
+
+    tiny = np.zeros((8, 8, 3), np.uint8)
+    try:
+        job.apply(Picture(tiny, False, "RGB"))
+    except ImageError:
+        pass  # a window too large for the tiny image: nothing to warm
+
+
+def run(
+    tasks: list[Task],
+    job,
+    *,
+    jobs: int,
+    max_pixels: int | None,
+    png_level: int,
+    skip_existing: bool = False,
+    on_result: Callable[[FileResult], None] = lambda r: None,
+) -> list[FileResult]:
+    """Run every task; ``jobs`` > 1 uses that many worker processes, one compute thread each.
+
+    Raises :class:`Interrupted` (holding the results so far) on SIGINT/SIGTERM after in-flight
+    files have finished or been discarded; no temporary file is left behind.
+    """
+    results: list[FileResult] = []
+    kwargs = dict(max_pixels=max_pixels, png_level=png_level, skip_existing=skip_existing)
+    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        if jobs <= 1 or len(tasks) <= 1:
+            for task in tasks:
+                res = process_file(task, job, **kwargs)
+                results.append(res)
+                on_result(res)
+            return results
+        return _run_pool(tasks, job, jobs, kwargs, results, on_result)
+    except KeyboardInterrupt:
+        raise Interrupted(results) from None
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+
+
+def _run_pool(tasks, job, jobs, kwargs, results, on_result) -> list[FileResult]:
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    _warm(job)
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["poolcli.batch", "poolcli.api", "poolcli.engine.convolve", "poolcli.engine.pool"])
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init, initargs=(1,))
+    pending = iter(tasks)
+    running = set()
+    try:
+        while True:
+            while len(running) < 2 * jobs:
+                task = next(pending, None)
+                if task is None:
+                    break
+                running.add(pool.submit(process_file, task, job, **kwargs))
+            if not running:
+                break
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                res = fut.result()
+                results.append(res)
+                on_result(res)
+    except KeyboardInterrupt:
+        for fut in running:
+            fut.cancel()
+        _drain(running, results, on_result)
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return results
+
+
+def _drain(running, results, on_result) -> None:
+    """Collect the files already being written when an interrupt came (they finish whole)."""
+    from concurrent.futures import wait
+
+    while True:
+        try:
+            wait(running)
+            break
+        except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
+            return
+    for fut in running:
+        if fut.done() and not fut.cancelled() and fut.exception() is None:
+            res = fut.result()
+            results.append(res)
+            on_result(res)
+
+
+def check_output_target(output: str, to_dir: bool) -> None:
+    """UsageError if the ``-o`` target's folder cannot take the result."""
+    if output == "-":
+        return
+    folder = output if to_dir else (os.path.dirname(os.path.abspath(output)) or ".")
+    if to_dir:
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise UsageError(f"-o {output}: exists and is not a folder")
+        parent = os.path.dirname(os.path.abspath(folder.rstrip(os.sep))) or "."
+        if not os.path.isdir(folder) and not os.path.isdir(parent):
+            raise UsageError(f"-o {output}: the folder above it does not exist")
+        return
+    if not os.path.exists(folder):
+        raise UsageError(f"-o {output}: output folder '{os.path.dirname(output) or '.'}' does not exist")
+    if not os.path.isdir(folder):
+        raise UsageError(f"-o {output}: '{os.path.dirname(output)}' is not a folder")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"-o {output}: output folder '{os.path.dirname(output) or '.'}' is not writable")

@@ -1,0 +1,456 @@
+"""The ``poolcli`` command: a thin Typer layer over :mod:`poolcli.api` and :mod:`poolcli.batch`.
+
+Options are parsed here, turned into a job, and errors become one line on stderr with the
+contract's exit code (0 written, 1 some inputs failed, 2 usage, 130 interrupted).  NumPy and
+Numba are imported only by commands that compute, so ``--help`` and ``--version`` stay fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import List, Optional
+
+import typer
+
+from . import __version__
+
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Convolution kernels and CNN pooling for images, compiled with Numba.\n\n"
+    "Examples:\n\n"
+    "  poolcli convolve photo.png -k sobel\n\n"
+    "  poolcli pool -m max -s 2 < photo.png > small.png\n\n"
+    "  poolcli pool shots/ -r -m avg -s 4 -o thumbs/ --jobs 4",
+)
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    sys.stderr.write(f"poolcli: error: {message}\n")
+    return typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"poolcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Convolution kernels and CNN pooling for images, compiled with Numba."""
+
+
+# --------------------------------------------------------------------------- shared options
+
+INPUTS = typer.Argument(None, metavar="[INPUT]...", help="Image files, folders, quoted globs, or - for stdin.")
+OUTPUT = typer.Option(None, "--output", "-o", help="Output file, folder (DIR/ or existing), or - for stdout.")
+FORMAT = typer.Option(None, "--format", "-f", help="png, jpg, webp, tiff, bmp or npy (raw float32).")
+JSON = typer.Option(False, "--json", help="Print the timing summary as JSON on stdout.")
+REPORT = typer.Option(None, "--report", help="Write the timing summary as JSON to this file.")
+QUIET = typer.Option(False, "--quiet", "-q", help="No summary or progress on stderr (errors still show).")
+THREADS = typer.Option(None, "--threads", min=1, help="Compute threads (default: all cores).")
+JOBS = typer.Option(None, "--jobs", "-j", min=1, help="Worker processes for many inputs (default: all cores).")
+RECURSIVE = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders of folder inputs.")
+SKIP = typer.Option(False, "--skip-existing", help="Skip inputs whose output already exists (resume a batch).")
+MAX_PIXELS = typer.Option(
+    89_478_485, "--max-pixels", min=0, help="Refuse larger images (decompression bombs); 0 lifts the limit."
+)
+GRAY = typer.Option(False, "--gray", help="Convert to one luma channel first (alpha is kept).")
+LEVEL = typer.Option(None, "--compress-level", min=0, max=9, help="PNG zlib level 0-9 (default 6).")
+DEBUG = typer.Option(False, "--debug", help="Show the traceback of an internal error.")
+
+
+def _stdin_is_terminal() -> bool:
+    try:
+        return sys.stdin is None or sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return True
+
+
+def _execute(command: str, job, settings: dict, inputs, output, fmt, json_out, report, quiet, threads, jobs,
+             recursive, skip_existing, max_pixels, compress_level, debug) -> None:  # fmt: skip
+    from rich.console import Console
+
+    from . import api, batch, images, report as summary
+
+    console = Console(stderr=True)
+    try:
+        inputs = list(inputs or [])
+        if not inputs:
+            if _stdin_is_terminal():
+                raise _fail(
+                    f"no input: give image files or folders, or pipe an image in: "
+                    f"`poolcli {command} photo.png ...` or `poolcli {command} ... < photo.png > out.png`"
+                )
+            inputs = ["-"]
+        api.set_threads(threads)
+        if output is not None and output != "-" and os.path.abspath(output) == os.path.abspath(os.sep):
+            raise _fail("-o /: refusing to write into the root folder")
+        found = batch.expand_inputs(inputs, recursive=recursive, exclude=output if output and output != "-" else None)
+        many = len(found.items) > 1 or found.from_folder
+        to_dir = output is not None and output != "-" and (output.endswith(("/", os.sep)) or os.path.isdir(output) or many)
+        if many and output is None:
+            raise _fail(f"several inputs need -o DIR for their results (e.g. `-o out/`)")
+        if many and output == "-":
+            raise _fail("-o - (stdout) takes one input, not several")
+        if not found.items:
+            for note in found.notes:
+                sys.stderr.write(f"poolcli: {note}\n")
+            raise _fail("no image files found in the inputs given", EXIT_FAILED)
+        if output is not None:
+            batch.check_output_target(output, to_dir)
+            if to_dir:
+                os.makedirs(output, exist_ok=True)
+        tasks = batch.plan(found, output=output, fmt=fmt, tag=job.tag, to_dir=to_dir)
+        to_stdout = any(t.dest == "-" for t in tasks)
+        if to_stdout and json_out:
+            raise _fail("--json prints on stdout, where the image goes; use --report FILE instead")
+        if to_stdout and sys.stdout.isatty():
+            raise _fail("refusing to write image data to a terminal; redirect stdout or use -o FILE")
+        for t in tasks:
+            if t.dest != "-" and t.source != "-" and batch.same_file(t.source, t.dest):
+                raise _fail(f"-o {t.dest}: is the input {t.source}; an input is never overwritten")
+    except api.UsageError as exc:
+        raise _fail(str(exc)) from None
+
+    if not quiet:
+        for note in found.notes:
+            sys.stderr.write(f"poolcli: {note}\n")
+    level = images.DEFAULT_PNG_LEVEL if compress_level is None else compress_level
+    n_jobs = jobs or len(os.sched_getaffinity(0))
+    show_progress = not quiet and len(tasks) > 1 and console.is_terminal
+    on_result, progress = _progress_reporter(console, len(tasks), show_progress, quiet)
+
+    t0 = time.perf_counter()
+    interrupted = False
+    try:
+        results = batch.run(
+            tasks, job, jobs=n_jobs, max_pixels=max_pixels or None, png_level=level,
+            skip_existing=skip_existing, on_result=on_result,
+        )  # fmt: skip
+    except batch.Interrupted as exc:
+        results, interrupted = exc.results, True
+    except Exception as exc:  # a bug, not a user error
+        if debug:
+            raise
+        raise _fail(f"internal error: {exc.__class__.__name__}: {exc} (a bug: please report it, with --debug output)", 70)
+    finally:
+        if progress is not None:
+            progress.stop()
+    wall_ms = (time.perf_counter() - t0) * 1e3
+
+    doc = summary.as_json(command, settings, results, wall_ms)
+    if report:
+        try:
+            images.write_output((doc + "\n").encode(), report)
+        except api.ImageError as exc:
+            sys.stderr.write(f"poolcli: error: --report {exc}\n")
+    if json_out:
+        sys.stdout.write(doc + "\n")
+    if not quiet:
+        summary.render(console, command, settings, results, wall_ms)
+    if interrupted:
+        sys.stderr.write("poolcli: interrupted\n")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if any(r.error for r in results):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _progress_reporter(console, total: int, bar: bool, quiet: bool):
+    """A per-file callback: a Rich progress bar on a terminal, else one log line per file."""
+    progress = None
+    if bar:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        progress = Progress(
+            TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console, transient=True,
+        )  # fmt: skip
+        bar_id = progress.add_task("images", total=total, rate="")
+        progress.start()
+        start = time.perf_counter()
+        count = [0]
+
+    def on_result(r) -> None:
+        if r.error:
+            if progress is not None:
+                progress.console.print(f"poolcli: error: {r.error}", highlight=False, markup=False)
+            else:
+                sys.stderr.write(f"poolcli: error: {r.error}\n")
+        elif total > 1 and not quiet and progress is None:
+            what = "skipped (exists)" if r.skipped else f"{r.load_ms + r.compute_ms + r.save_ms:.0f} ms"
+            sys.stderr.write(f"poolcli: {r.input} → {r.output} ({what})\n")
+        if progress is not None:
+            count[0] += 1
+            rate = count[0] / max(time.perf_counter() - start, 1e-9)
+            progress.update(bar_id, advance=1, rate=f"{rate:.1f} img/s")
+
+    return on_result, progress
+
+
+# --------------------------------------------------------------------------- convolve
+
+
+@app.command(no_args_is_help=False)
+def convolve(
+    inputs: Optional[List[str]] = INPUTS,
+    kernel: str = typer.Option(..., "--kernel", "-k", help="A name (see `poolcli kernels`), a matrix \"0,-1,0;-1,5,-1;0,-1,0\", or @FILE."),
+    size: Optional[int] = typer.Option(None, "--size", help="Size of box / gaussian."),
+    sigma: Optional[float] = typer.Option(None, "--sigma", help="Standard deviation of gaussian."),
+    boundary: str = typer.Option("reflect", "--boundary", "-b", help="reflect, mirror, nearest, wrap, constant or valid (aliases: reflect101, replicate, edge, circular, tile, zero...)."),
+    cval: float = typer.Option(0.0, "--cval", help="Value outside the image for --boundary constant."),
+    stride: int = typer.Option(1, "--stride", help="Keep every N-th output row and column."),
+    dilation: int = typer.Option(1, "--dilation", help="Spread kernel taps D pixels apart."),
+    flip: bool = typer.Option(False, "--flip", help="True convolution (kernel rotated 180°)."),
+    gray: bool = GRAY,
+    scale: str = typer.Option("auto", "--scale", help="auto, clip, normalize or abs: how results become pixels."),
+    output: Optional[str] = OUTPUT,
+    fmt: Optional[str] = FORMAT,
+    json_out: bool = JSON,
+    report: Optional[str] = REPORT,
+    quiet: bool = QUIET,
+    threads: Optional[int] = THREADS,
+    jobs: Optional[int] = JOBS,
+    recursive: bool = RECURSIVE,
+    skip_existing: bool = SKIP,
+    max_pixels: int = MAX_PIXELS,
+    compress_level: Optional[int] = LEVEL,
+    debug: bool = DEBUG,
+) -> None:
+    """Convolve images with a kernel (cross-correlation, as PyTorch conv2d and OpenCV filter2D).
+
+    Examples:
+
+      poolcli convolve photo.png -k sobel                 # writes photo_sobel.png
+
+      poolcli convolve photo.png -k gaussian --sigma 2 -o blurred.png
+
+      poolcli convolve photo.png -k "0,-1,0;-1,5,-1;0,-1,0" --boundary valid --stride 2
+
+      poolcli convolve photo.png -k sobel-x -f npy -o gx.npy   # exact float32 feature map
+    """
+    from . import api, jobs as joblib
+    from .kernels import choose_kernel
+
+    try:
+        if stride < 1:
+            raise api.UsageError(f"--stride must be at least 1, got {stride}")
+        if dilation < 1:
+            raise api.UsageError(f"--dilation must be at least 1, got {dilation}")
+        mode = api.resolve_boundary(boundary)
+        if scale.lower() not in ("auto", "clip", "normalize", "abs"):
+            raise api.UsageError(f"unknown --scale '{scale}' (choose from auto, clip, normalize, abs)")
+        choice = choose_kernel(kernel, size=size, sigma=sigma)
+        job = joblib.ConvolveJob(choice.matrix, choice.tag, mode, cval, stride, dilation, flip, gray, scale.lower())
+    except api.UsageError as exc:
+        raise _fail(str(exc)) from None
+    settings = {
+        "kernel": choice.label, "size": size, "sigma": sigma, "boundary": mode, "cval": cval if mode == "constant" else None,
+        "stride": stride, "dilation": dilation, "flip": flip, "gray": gray, "scale": job.scale_rule(),
+    }  # fmt: skip
+    _execute("convolve", job, settings, inputs, output, fmt, json_out, report, quiet,
+             threads, jobs, recursive, skip_existing, max_pixels, compress_level, debug)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- pool
+
+
+@app.command(no_args_is_help=False)
+def pool(
+    inputs: Optional[List[str]] = INPUTS,
+    mode: str = typer.Option("max", "--mode", "-m", help="max, avg, min, lp (l2), median or stochastic."),
+    size: Optional[str] = typer.Option(None, "--size", "-s", help="Window K or KHxKW."),
+    stride: Optional[str] = typer.Option(None, "--stride", help="Step N or SHxSW (default: the window)."),
+    padding: str = typer.Option("0", "--padding", help="Implicit padding P or PHxPW, at most half the window."),
+    dilation: str = typer.Option("1", "--dilation", help="Spacing of the window's taps."),
+    ceil_mode: bool = typer.Option(False, "--ceil-mode", help="Round the output size up instead of down."),
+    count_include_pad: bool = typer.Option(True, "--count-include-pad/--no-count-include-pad", help="avg: count padded cells in the divisor."),
+    divisor: Optional[int] = typer.Option(None, "--divisor", help="avg: divide every window sum by N."),
+    p: float = typer.Option(2.0, "--p", help="lp: the power (> 0)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="stochastic: make the choice repeatable."),
+    is_global: bool = typer.Option(False, "--global", help="One value per channel over the whole image (printed too)."),
+    to: Optional[str] = typer.Option(None, "--to", help="Adaptive pooling to a fixed WxH."),
+    gray: bool = GRAY,
+    output: Optional[str] = OUTPUT,
+    fmt: Optional[str] = FORMAT,
+    json_out: bool = JSON,
+    report: Optional[str] = REPORT,
+    quiet: bool = QUIET,
+    threads: Optional[int] = THREADS,
+    jobs: Optional[int] = JOBS,
+    recursive: bool = RECURSIVE,
+    skip_existing: bool = SKIP,
+    max_pixels: int = MAX_PIXELS,
+    compress_level: Optional[int] = LEVEL,
+    debug: bool = DEBUG,
+) -> None:
+    """Pool images as a CNN pooling layer (equal to PyTorch's max_pool2d, avg_pool2d, lp_pool2d).
+
+    Examples:
+
+      poolcli pool photo.png -m max -s 2                  # writes photo_max2.png
+
+      poolcli pool -m avg -s 4 < photo.png > small.png
+
+      poolcli pool photo.png -m max -s 3 --stride 2 --padding 1 --ceil-mode
+
+      poolcli pool photo.png -m avg --global              # per-channel means
+
+      poolcli pool shots/ -r -m avg -s 4 -o thumbs/ --jobs 4
+    """
+    from . import api, jobs as joblib
+
+    try:
+        raw = mode.strip().lower()
+        canon = api.resolve_mode(mode)
+        if raw == "l2":
+            p = 2.0
+        if canon == "lp" and not (p > 0 and p != float("inf")):
+            raise api.UsageError(f"--p must be a positive number, got {p}")
+        if divisor is not None and divisor == 0:
+            raise api.UsageError("--divisor must not be 0")
+        if seed is not None and seed < 0:
+            raise api.UsageError(f"--seed must be 0 or more, got {seed}")
+        output_size = None
+        if is_global and to:
+            raise api.UsageError("--global and --to exclude each other")
+        if to:
+            w, h = _pair_opt(to, "--to")
+            output_size = (h, w)
+        elif is_global:
+            output_size = (1, 1)
+        if output_size is None and size is None:
+            raise api.UsageError("--size is required (or --global, or --to WxH)")
+        size_pair = _pair_opt(size, "--size") if output_size is None else None
+        job = joblib.PoolJob(
+            mode=canon, size=size_pair, stride=_pair_opt(stride, "--stride") if stride and output_size is None else None,
+            padding=_pair_opt(padding, "--padding", 0), dilation=_pair_opt(dilation, "--dilation"),
+            ceil_mode=ceil_mode, count_include_pad=count_include_pad, divisor=divisor, p=p, seed=seed,
+            output_size=output_size, is_global=is_global, gray=gray,
+        )  # fmt: skip
+        if size_pair is not None:
+            kh, kw = size_pair
+            ph, pw = job.padding
+            if ph > kh // 2 or pw > kw // 2:
+                raise api.UsageError(f"--padding {padding} is more than half the window {size}; use at most {kh // 2}x{kw // 2}")
+    except api.UsageError as exc:
+        raise _fail(str(exc)) from None
+    settings = {
+        "mode": canon, "size": size, "stride": stride, "padding": padding if padding != "0" else None,
+        "dilation": dilation if dilation != "1" else None, "ceil_mode": ceil_mode,
+        "count_include_pad": count_include_pad if canon == "avg" else None, "divisor": divisor,
+        "p": p if canon == "lp" else None, "seed": seed, "global": is_global, "to": to, "gray": gray,
+    }  # fmt: skip
+    _execute("pool", job, settings, inputs, output, fmt, json_out, report, quiet, threads, jobs, recursive,
+             skip_existing, max_pixels, compress_level, debug)  # fmt: skip
+
+
+def _pair_opt(text: str, name: str, minimum: int = 1) -> tuple[int, int]:
+    from .api import _pair
+
+    return _pair(text, name, minimum)
+
+
+# --------------------------------------------------------------------------- kernels, warmup
+
+
+@app.command()
+def kernels(
+    name: Optional[str] = typer.Argument(None, help="Show this kernel's weights."),
+    size: Optional[int] = typer.Option(None, "--size", help="Size of box / gaussian."),
+    sigma: Optional[float] = typer.Option(None, "--sigma", help="Standard deviation of gaussian."),
+) -> None:
+    """List the named kernels, or show one's weights as a table.
+
+    Examples:
+
+      poolcli kernels
+
+      poolcli kernels sobel-x
+
+      poolcli kernels gaussian --sigma 2
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from .kernels import ALIASES, KERNELS, get_kernel, resolve_name
+
+    console = Console()
+    try:
+        names = [resolve_name(name)] if name else list(KERNELS)
+        mats = {n: get_kernel(n, size=size, sigma=sigma) if name else get_kernel(n) for n in names}
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    if not name:
+        listing = Table(title="Named kernels (use with -k NAME; `poolcli kernels NAME` shows the weights)",
+                        title_justify="left", box=None)  # fmt: skip
+        listing.add_column("name", style="bold")
+        listing.add_column("size", justify="right")
+        listing.add_column("what it does")
+        for n in names:
+            m = mats[n]
+            shape = f"{m.shape[-2]}×{m.shape[-1]}" + (" ×2" if m.ndim == 3 else "")
+            listing.add_row(n, shape, KERNELS[n].description)
+        console.print(listing)
+        aliases = ", ".join(f"{a} → {t}" for a, t in ALIASES.items())
+        console.print(f"aliases: {aliases}", highlight=False)
+        return
+    n = names[0]
+    m = mats[n]
+    console.print(f"[bold]{n}[/bold]: {KERNELS[n].description}")
+    parts = [("x", m[0]), ("y", m[1])] if m.ndim == 3 else [("", m)]
+    for label, mat in parts:
+        table = Table(title=f"{n} {label}".strip() + f"  ({mat.shape[0]}×{mat.shape[1]}, sum {mat.sum():.6g})",
+                      title_justify="left", show_header=False)  # fmt: skip
+        for _ in range(mat.shape[1]):
+            table.add_column(justify="right")
+        for row in mat:
+            table.add_row(*(_fmt_weight(v) for v in row))
+        console.print(table)
+
+
+def _fmt_weight(v: float) -> str:
+    return f"{v:.0f}" if float(v).is_integer() else f"{v:.6g}"
+
+
+@app.command()
+def warmup(quiet: bool = QUIET) -> None:
+    """Compile and cache every engine loop for every image dtype, ahead of first use.
+
+    Later runs load the machine code from the cache in milliseconds.
+    """
+    import numpy as np
+
+    from . import api
+
+    t0 = time.perf_counter()
+    api.take_compile_ms()
+    tiny = {dt: np.zeros((6, 6, 3), dt) for dt in (np.uint8, np.uint16, np.float32, np.float64)}
+    for img in tiny.values():
+        for kernel in ("sharpen", "blur", "sobel", "emboss"):
+            api.convolve(img, kernel)
+        api.convolve(img, "sharpen", stride=2)
+        for mode in api.MODES:
+            api.pool(img, mode, 2, seed=0)
+            api.pool(img, mode, 3, stride=2, padding=1, seed=0)
+    ms = api.take_compile_ms()
+    if not quiet:
+        sys.stderr.write(f"poolcli: compiled or loaded every loop in {ms / 1e3:.1f} s "
+                         f"(total {time.perf_counter() - t0:.1f} s)\n")  # fmt: skip
+
+
+def main() -> None:
+    try:
+        app(prog_name="poolcli")
+    except KeyboardInterrupt:
+        sys.stderr.write("poolcli: interrupted\n")
+        sys.exit(EXIT_INTERRUPTED)

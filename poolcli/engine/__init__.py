@@ -1,0 +1,1 @@
+"""Numba-compiled loops: NumPy in, NumPy out; no validation, I/O or printing."""

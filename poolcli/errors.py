@@ -1,0 +1,18 @@
+"""Exceptions of poolcli; all are ``ValueError`` so library callers can catch one thing.
+
+The CLI maps them to exit codes at one boundary: :class:`UsageError` (a bad option, kernel or
+argument; exit 2) and :class:`ImageError` (one input that cannot be read, processed or written;
+that file fails, exit 1).
+"""
+
+
+class PoolcliError(ValueError):
+    """Base of every error poolcli raises on purpose."""
+
+
+class UsageError(PoolcliError):
+    """An option or argument is invalid, whatever the image."""
+
+
+class ImageError(PoolcliError):
+    """One image cannot be read, processed or written."""

@@ -1,0 +1,416 @@
+"""Images in and out: every file and format question lives here.
+
+Reading gives a :class:`Picture`: an ``(H, W, C)`` array (colour channels, then alpha when the
+image has one) in uint8, uint16, float32 or float64, with EXIF orientation applied.  Writing
+turns a result array into bytes of the chosen format and puts them in place atomically.
+
+Pillow reads and writes 8-bit images and 16-bit grayscale.  It cannot keep 16 bits per channel
+for colour PNG, so those are read and written by the small PNG codec at the end of this module.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ImageError, UsageError
+
+FORMATS = {
+    "png": "png",
+    "jpg": "jpg",
+    "jpeg": "jpg",
+    "webp": "webp",
+    "tif": "tiff",
+    "tiff": "tiff",
+    "bmp": "bmp",
+    "npy": "npy",
+}
+EXTENSIONS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tiff", "bmp": ".bmp", "npy": ".npy"}
+IMAGE_SUFFIXES = (
+    ".png", ".jpg", ".jpeg", ".jpe", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".ppm", ".pgm", ".pbm",
+    ".pnm", ".tga", ".ico", ".jp2", ".pcx", ".sgi", ".im", ".dds", ".psd", ".npy",
+)  # fmt: skip
+PILLOW_DEFAULT_MAX_PIXELS = 89_478_485  # PIL.Image.MAX_IMAGE_PIXELS, without importing Pillow
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+DEFAULT_PNG_LEVEL = 6
+
+
+@dataclass
+class Picture:
+    """A decoded image: ``pixels`` is (H, W, C), alpha (if any) is the last channel."""
+
+    pixels: np.ndarray
+    alpha: bool
+    mode: str
+
+    @property
+    def colour(self) -> np.ndarray:
+        return self.pixels[:, :, :-1] if self.alpha else self.pixels
+
+    @property
+    def alpha_plane(self) -> np.ndarray | None:
+        return self.pixels[:, :, -1:] if self.alpha else None
+
+
+def format_for(path: str | None, fmt: str | None) -> str:
+    """Output format: from the file extension, else ``--format``, else PNG."""
+    if fmt is not None:
+        key = fmt.lower().lstrip(".")
+        if key not in FORMATS:
+            raise UsageError(f"unknown --format '{fmt}' (choose from png, jpg, webp, tiff, bmp, npy)")
+    if path and path != "-":
+        ext = os.path.splitext(path)[1].lower().lstrip(".")
+        if ext:
+            if ext not in FORMATS:
+                raise UsageError(f"{path}: unknown output extension '.{ext}' (use png, jpg, webp, tiff, bmp or npy)")
+            return FORMATS[ext]
+    return FORMATS[fmt.lower().lstrip(".")] if fmt else "png"
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_bytes(source: str) -> bytes:
+    """The bytes of a file, or of standard input for '-'; ImageError naming the file if it fails."""
+    if source == "-":
+        import sys
+
+        data = sys.stdin.buffer.read()
+        if not data:
+            raise ImageError("<stdin>: no data on standard input")
+        return data
+    try:
+        with open(source, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise ImageError(f"{source}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{source}: is a directory, not an image") from None
+    except PermissionError:
+        raise ImageError(f"{source}: permission denied") from None
+    except OSError as exc:
+        raise ImageError(f"{source}: cannot read ({exc.strerror or exc})") from None
+    if not data:
+        raise ImageError(f"{source}: empty file (0 bytes)")
+    return data
+
+
+def decode(data: bytes, name: str, *, gray: bool = False, max_pixels: int | None = PILLOW_DEFAULT_MAX_PIXELS) -> Picture:
+    """Decode image bytes into a :class:`Picture`.
+
+    Parameters
+    ----------
+    data : bytes
+        The encoded file (any format Pillow reads, a ``.npy`` array, or a 16-bit colour PNG).
+    name : str
+        What to call the input in error messages.
+    gray : bool
+        Convert to one luma channel (Pillow's ``convert("L")``; alpha is kept).
+    max_pixels : int or None
+        Refuse images with more pixels than this (0 or None: no limit).
+    """
+    if data[:6] == b"\x93NUMPY":
+        return _decode_npy(data, name, gray, max_pixels)
+    if data[:8] == PNG_SIGNATURE and len(data) > 28 and data[24] == 16 and data[25] in (2, 4, 6):
+        w, h = struct.unpack(">II", data[16:24])
+        _check_pixels(w, h, name, max_pixels)
+        pic = _decode_png16(data, name)
+        return _gray16(pic) if gray else pic
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    Image.MAX_IMAGE_PIXELS = None  # the limit is ours (--max-pixels), checked before decoding
+    try:
+        im = Image.open(io.BytesIO(data))
+        w, h = im.size
+        _check_pixels(w, h, name, max_pixels)
+        im.load()
+        im = ImageOps.exif_transpose(im)
+        return _from_pillow(im, gray)
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image, or a format Pillow cannot read") from None
+    except ImageError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError) as exc:
+        detail = str(exc).strip().rstrip(".") or exc.__class__.__name__
+        raise ImageError(f"{name}: truncated or corrupt image ({detail})") from None
+
+
+def _check_pixels(w: int, h: int, name: str, max_pixels: int | None) -> None:
+    if w <= 0 or h <= 0:
+        raise ImageError(f"{name}: image has no pixels ({w}x{h})")
+    if max_pixels and w * h > max_pixels:
+        raise ImageError(
+            f"{name}: {w}x{h} is {w * h:,} pixels, over the limit of {max_pixels:,} "
+            "(a decompression bomb?); raise it with --max-pixels, 0 lifts it"
+        )
+
+
+_TO_RGB = {"CMYK", "YCbCr", "LAB", "HSV", "RGBX"}
+
+
+def _from_pillow(im, gray: bool) -> Picture:
+    mode = im.mode
+    if mode == "P" or mode == "PA":
+        im = im.convert("RGBA" if (mode == "PA" or "transparency" in im.info) else "RGB")
+    elif mode == "1":
+        im = im.convert("L")
+    elif mode in _TO_RGB:
+        im = im.convert("RGB")
+    elif mode == "RGBa":
+        im = im.convert("RGBA")
+    elif mode == "La":
+        im = im.convert("LA")
+    elif mode == "L" and "transparency" in im.info:
+        im = im.convert("LA")
+    if gray and im.mode in ("RGB", "RGBA"):
+        im = im.convert("LA" if im.mode == "RGBA" else "L")
+    if im.mode.startswith("I;16"):
+        arr = np.asarray(im).astype(np.uint16)
+    elif im.mode == "I":
+        arr = np.asarray(im)
+        arr = arr.astype(np.uint16) if arr.min() >= 0 and arr.max() <= 65535 else arr.astype(np.float64)
+    elif im.mode == "F":
+        arr = np.asarray(im, dtype=np.float32)
+    elif im.mode in ("L", "LA", "RGB", "RGBA"):
+        arr = np.array(im)
+    else:
+        im = im.convert("RGBA" if im.mode.endswith("A") else "RGB")
+        arr = np.array(im)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return Picture(np.ascontiguousarray(arr), im.mode in ("LA", "RGBA"), mode)
+
+
+def _decode_npy(data: bytes, name: str, gray: bool, max_pixels: int | None) -> Picture:
+    try:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ImageError(f"{name}: not a readable .npy array ({exc})") from None
+    if arr.ndim not in (2, 3) or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ImageError(f"{name}: a .npy image must be a numeric (H, W) or (H, W, C) array, got {arr.dtype} {arr.shape}")
+    _check_pixels(arr.shape[1], arr.shape[0], name, max_pixels)
+    if arr.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if gray and arr.shape[2] >= 3:
+        arr = _luma(arr[:, :, :3])
+    return Picture(np.ascontiguousarray(arr), False, "npy")
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R 601-2 luma, Pillow's weights and rounding (R·19595 + G·38470 + B·7471 + 2¹⁵) >> 16."""
+    if rgb.dtype.kind == "f":
+        return (rgb[:, :, 0:1] * 0.299 + rgb[:, :, 1:2] * 0.587 + rgb[:, :, 2:3] * 0.114).astype(rgb.dtype)
+    c = rgb.astype(np.int64)
+    y = (c[:, :, 0:1] * 19595 + c[:, :, 1:2] * 38470 + c[:, :, 2:3] * 7471 + 0x8000) >> 16
+    return y.astype(rgb.dtype)
+
+
+def _gray16(pic: Picture) -> Picture:
+    if pic.pixels.shape[2] < 3:
+        return pic
+    luma = _luma(pic.pixels[:, :, :3])
+    if pic.alpha:
+        luma = np.concatenate([luma, pic.pixels[:, :, -1:]], axis=2)
+    return Picture(np.ascontiguousarray(luma), pic.alpha, pic.mode)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def to_pixels(result: np.ndarray, dtype, scale: str, colour_channels: int) -> np.ndarray:
+    """Round a float result into ``dtype`` pixels by the ``--scale`` rule.
+
+    ``clip``: round to nearest, clip to the type's range.  ``abs``: absolute value, then clip.
+    ``normalize``: one min–max stretch over the colour channels (alpha is clipped) to the
+    full range; a flat image becomes 0.
+    """
+    top = float(np.iinfo(dtype).max)
+    out = np.empty(result.shape, dtype)
+    colour = result[:, :, :colour_channels]
+    if scale == "normalize":
+        lo = float(np.nanmin(colour))
+        hi = float(np.nanmax(colour))
+        if hi > lo and np.isfinite(lo) and np.isfinite(hi):
+            stretched = (colour - np.float32(lo)) * np.float32(top / (hi - lo))
+        else:
+            stretched = np.zeros_like(colour)
+        out[:, :, :colour_channels] = _round_clip(stretched, top)
+    elif scale == "abs":
+        out[:, :, :colour_channels] = _round_clip(np.abs(colour), top)
+    else:
+        out[:, :, :colour_channels] = _round_clip(colour, top)
+    if result.shape[2] > colour_channels:
+        out[:, :, colour_channels:] = _round_clip(result[:, :, colour_channels:], top)
+    return out
+
+
+def _round_clip(x: np.ndarray, top: float) -> np.ndarray:
+    y = np.rint(x)
+    np.clip(y, 0.0, top, out=y)
+    return np.nan_to_num(y, nan=0.0)
+
+
+def encode(pixels: np.ndarray, alpha: bool, fmt: str, *, png_level: int = DEFAULT_PNG_LEVEL) -> bytes:
+    """Encode (H, W, C) uint8/uint16 pixels (alpha last when ``alpha``) as ``fmt`` bytes."""
+    from PIL import Image
+
+    if fmt == "npy":
+        raise ValueError("npy output is written with encode_npy")
+    C = pixels.shape[2]
+    if pixels.dtype == np.uint16 and fmt not in ("png", "tiff"):
+        pixels = ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)  # format holds 8 bits
+    buf = io.BytesIO()
+    if pixels.dtype == np.uint16:
+        if C == 1:
+            im = Image.fromarray(np.ascontiguousarray(pixels[:, :, 0]))
+            if fmt == "png":
+                im.save(buf, "PNG", compress_level=png_level)
+            else:
+                im.save(buf, "TIFF", compression="tiff_deflate")
+            return buf.getvalue()
+        if fmt == "png":
+            return _encode_png16(pixels, alpha, png_level)
+        pixels = ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)  # Pillow: 8-bit colour TIFF only
+    if fmt == "jpg" and alpha:  # JPEG has no alpha channel: drop it
+        pixels, alpha, C = pixels[:, :, :-1], False, C - 1
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[C]
+    if fmt == "bmp" and mode == "LA":
+        mode, pixels = "RGBA", pixels[:, :, [0, 0, 0, 1]]
+    im = Image.fromarray(np.ascontiguousarray(pixels if C > 1 else pixels[:, :, 0]), mode)
+    if fmt == "png":
+        im.save(buf, "PNG", compress_level=png_level)
+    elif fmt == "jpg":
+        im.save(buf, "JPEG", quality=92)
+    elif fmt == "webp":
+        im.save(buf, "WEBP", quality=90)
+    elif fmt == "tiff":
+        im.save(buf, "TIFF", compression="tiff_deflate")
+    else:
+        im.save(buf, "BMP")
+    return buf.getvalue()
+
+
+def encode_npy(array: np.ndarray) -> bytes:
+    """The raw float32 result as .npy bytes: (H, W) for one channel, else (H, W, C)."""
+    buf = io.BytesIO()
+    arr = array[:, :, 0] if array.shape[2] == 1 else array
+    np.save(buf, np.ascontiguousarray(arr, dtype=np.float32), allow_pickle=False)
+    return buf.getvalue()
+
+
+def write_output(data: bytes, dest: str) -> None:
+    """Write bytes to ``dest`` atomically (a temp file beside it, then rename), or to stdout for '-'."""
+    if dest == "-":
+        import sys
+
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    folder = os.path.dirname(os.path.abspath(dest))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".poolcli-", suffix=".tmp", dir=folder)
+    except FileNotFoundError:
+        raise ImageError(f"{dest}: output folder does not exist") from None
+    except OSError as exc:
+        raise ImageError(f"{dest}: cannot write to the output folder ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644 & ~_umask())
+        os.replace(tmp, dest)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise ImageError(f"{dest}: cannot write ({exc.strerror or exc})") from None
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# --------------------------------------------------------------------------- 16-bit colour PNG
+
+_PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}
+_PNG_COLOUR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}
+
+
+def _decode_png16(data: bytes, name: str) -> Picture:
+    """Decode a non-interlaced 16-bit PNG (gray+alpha, RGB, RGBA) keeping all 16 bits."""
+    from .engine.png import unfilter
+
+    try:
+        pos, idat, header = 8, [], None
+        while pos < len(data):
+            length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+            body = data[pos + 8 : pos + 8 + length]
+            if len(body) != length:
+                raise ImageError(f"{name}: truncated or corrupt image (chunk {kind!r} cut short)")
+            if kind == b"IHDR":
+                header = struct.unpack(">IIBBBBB", body)
+            elif kind == b"IDAT":
+                idat.append(body)
+            elif kind == b"IEND":
+                break
+            pos += 12 + length
+        if header is None or not idat:
+            raise ImageError(f"{name}: truncated or corrupt image (no image data)")
+        w, h, _depth, colour_type, _c, _f, interlace = header
+        if interlace:
+            raise ImageError(f"{name}: interlaced 16-bit colour PNG is not supported; re-save it non-interlaced")
+        C = _PNG_CHANNELS[colour_type]
+        stride = w * C * 2
+        raw = zlib.decompress(b"".join(idat))
+        if len(raw) < (stride + 1) * h:
+            raise ImageError(f"{name}: truncated or corrupt image (image data cut short)")
+        rows = np.frombuffer(raw, np.uint8, (stride + 1) * h).reshape(h, stride + 1)
+        if rows[:, 0].max() > 4:
+            raise ImageError(f"{name}: truncated or corrupt image (bad PNG filter type)")
+        plain = np.empty((h, stride), np.uint8)
+        unfilter(np.ascontiguousarray(rows), C * 2, plain)
+    except (struct.error, zlib.error) as exc:
+        raise ImageError(f"{name}: truncated or corrupt image ({exc})") from None
+    pixels = plain.view(">u2").reshape(h, w, C).astype(np.uint16)
+    return Picture(pixels, C in (2, 4), "RGB;16" if C >= 3 else "LA;16")
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def _encode_png16(pixels: np.ndarray, alpha: bool, level: int) -> bytes:
+    """A 16-bit PNG of (H, W, C) uint16 pixels, each row Paeth-filtered (vectorised)."""
+    h, w, C = pixels.shape
+    bpp = 2 * C
+    raw = np.ascontiguousarray(pixels, dtype=">u2").view(np.uint8).reshape(h, w * bpp).astype(np.int16)
+    up = np.zeros_like(raw)
+    up[1:] = raw[:-1]
+    left = np.zeros_like(raw)
+    left[:, bpp:] = raw[:, :-bpp]
+    upleft = np.zeros_like(raw)
+    upleft[1:, bpp:] = raw[:-1, :-bpp]
+    p = left + up - upleft
+    pa, pb, pc = np.abs(p - left), np.abs(p - up), np.abs(p - upleft)
+    pred = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, upleft))
+    filtered = ((raw - pred) & 0xFF).astype(np.uint8)
+    body = np.concatenate([np.full((h, 1), 4, np.uint8), filtered], axis=1)
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, _PNG_COLOUR_TYPE[C], 0, 0, 0)
+    return (
+        PNG_SIGNATURE
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", zlib.compress(body.tobytes(), level))
+        + _png_chunk(b"IEND", b"")
+    )

@@ -1,0 +1,243 @@
+"""The named-kernel library and the parsing of user-given kernels.
+
+One dict, :data:`KERNELS`, is the registry: the CLI's ``kernels`` listing, its error
+suggestions and the tests' parameter sweeps are all generated from it.  A gradient-magnitude
+kernel (``sobel``, ``scharr``, ``prewitt``) is a ``(2, kh, kw)`` stack of its x and y
+kernels; :func:`poolcli.convolve` returns √(gx² + gy²) for such a stack.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .errors import UsageError
+
+
+def _const(rows) -> Callable[..., np.ndarray]:
+    matrix = np.array(rows, dtype=np.float64)
+    return lambda: matrix.copy()
+
+
+def gaussian_1d(sigma: float, radius: int) -> np.ndarray:
+    """scipy.ndimage.gaussian_filter's weights: exp(−x²/2σ²) for |x| ≤ radius, summing to 1."""
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    phi = np.exp(-0.5 / (sigma * sigma) * x * x)
+    return phi / phi.sum()
+
+
+def _gaussian(size: int | None = None, sigma: float | None = None) -> np.ndarray:
+    if sigma is None:
+        if size is None:
+            sigma = 1.0
+        else:
+            # OpenCV's getGaussianKernel rule for a size without a sigma.
+            sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8
+    if not (sigma > 0 and math.isfinite(sigma)):
+        raise UsageError(f"--sigma must be a positive number, got {sigma}")
+    if size is not None:
+        if size % 2 == 0:
+            raise UsageError(f"--size for gaussian must be odd, got {size}")
+        radius = size // 2
+    else:
+        radius = int(4.0 * sigma + 0.5)
+    g = gaussian_1d(sigma, radius)
+    return np.outer(g, g)
+
+
+def _box(size: int | None = None) -> np.ndarray:
+    n = 3 if size is None else size
+    return np.full((n, n), 1.0 / (n * n))
+
+
+SOBEL_X = [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]
+SCHARR_X = [[-3, 0, 3], [-10, 0, 10], [-3, 0, 3]]
+PREWITT_X = [[-1, 0, 1], [-1, 0, 1], [-1, 0, 1]]
+
+
+def _magnitude(x_rows) -> Callable[..., np.ndarray]:
+    kx = np.array(x_rows, dtype=np.float64)
+    return lambda: np.stack([kx, kx.T])
+
+
+@dataclass(frozen=True)
+class Kernel:
+    description: str
+    build: Callable[..., np.ndarray]
+    params: tuple[str, ...] = ()
+
+
+KERNELS: dict[str, Kernel] = {
+    "identity": Kernel("leaves the image unchanged (the centre tap)", _const([[0, 0, 0], [0, 1, 0], [0, 0, 0]])),
+    "box": Kernel("mean of an N×N window (--size, default 3)", _box, ("size",)),
+    "blur": Kernel("3×3 binomial blur, [1 2 1]ᵀ[1 2 1]/16", _const(np.outer([1, 2, 1], [1, 2, 1]) / 16)),
+    "gaussian": Kernel(
+        "Gaussian blur as scipy's gaussian_filter (--sigma, default 1; or --size)", _gaussian, ("size", "sigma")
+    ),
+    "sharpen": Kernel("4-neighbour sharpen: 5 at the centre, −1 around", _const([[0, -1, 0], [-1, 5, -1], [0, -1, 0]])),
+    "unsharp": Kernel(
+        "5×5 unsharp mask: 2·identity − binomial blur",
+        _const(2 * np.pad([[1.0]], 2) - np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1]) / 256),
+    ),
+    "sobel": Kernel("Sobel gradient magnitude √(gx² + gy²)", _magnitude(SOBEL_X)),
+    "sobel-x": Kernel("Sobel derivative along x (responds to vertical edges)", _const(SOBEL_X)),
+    "sobel-y": Kernel("Sobel derivative along y (responds to horizontal edges)", _const(np.transpose(SOBEL_X))),
+    "scharr": Kernel("Scharr gradient magnitude √(gx² + gy²)", _magnitude(SCHARR_X)),
+    "scharr-x": Kernel("Scharr derivative along x (better rotation symmetry than Sobel)", _const(SCHARR_X)),
+    "scharr-y": Kernel("Scharr derivative along y", _const(np.transpose(SCHARR_X))),
+    "prewitt": Kernel("Prewitt gradient magnitude √(gx² + gy²)", _magnitude(PREWITT_X)),
+    "prewitt-x": Kernel("Prewitt derivative along x", _const(PREWITT_X)),
+    "prewitt-y": Kernel("Prewitt derivative along y", _const(np.transpose(PREWITT_X))),
+    "laplacian": Kernel("4-neighbour Laplacian (second derivative)", _const([[0, 1, 0], [1, -4, 1], [0, 1, 0]])),
+    "edge": Kernel("8-neighbour outline: 8 at the centre, −1 around", _const([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]])),
+    "emboss": Kernel("emboss, lit from the top left", _const([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]])),
+}
+
+ALIASES: dict[str, str] = {
+    "mean": "box",
+    "average": "box",
+    "gauss": "gaussian",
+    "laplace": "laplacian",
+    "outline": "edge",
+}
+
+
+def resolve_name(name: str) -> str:
+    """Canonical registry name for ``name`` or an alias; UsageError with a suggestion otherwise."""
+    key = name.strip().lower()
+    key = ALIASES.get(key, key)
+    if key in KERNELS:
+        return key
+    choices = list(KERNELS) + list(ALIASES)
+    close = difflib.get_close_matches(key, choices, n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise UsageError(f"unknown kernel '{name}'{hint} (see `poolcli kernels`)")
+
+
+def get_kernel(name: str, *, size: int | None = None, sigma: float | None = None) -> np.ndarray:
+    """The weights of a named kernel.
+
+    Parameters
+    ----------
+    name : str
+        A name from :data:`KERNELS` or an alias (``mean``, ``gauss``, ...).
+    size : int, optional
+        Window size of ``box`` (default 3) and ``gaussian`` (radius ``size // 2``).
+    sigma : float, optional
+        Standard deviation of ``gaussian`` (default 1; radius ``int(4σ + 0.5)``).
+
+    Returns
+    -------
+    (kh, kw) float64 ndarray, or (2, kh, kw) for a gradient-magnitude kernel (x, then y).
+
+    Examples
+    --------
+    >>> get_kernel("sobel-x")
+    array([[-1.,  0.,  1.],
+           [-2.,  0.,  2.],
+           [-1.,  0.,  1.]])
+    >>> get_kernel("gaussian", sigma=1).shape
+    (9, 9)
+    """
+    key = resolve_name(name)
+    spec = KERNELS[key]
+    given = {"size": size, "sigma": sigma}
+    for param, value in given.items():
+        if value is not None and param not in spec.params:
+            raise UsageError(f"kernel '{key}' takes no --{param}")
+    if size is not None and size < 1:
+        raise UsageError(f"--size must be at least 1, got {size}")
+    return spec.build(**{p: given[p] for p in spec.params})
+
+
+def parse_matrix(text: str, source: str = "--kernel") -> np.ndarray:
+    """A 2-D float64 matrix from rows split by ';' or newlines, values by ',' or whitespace."""
+    rows = []
+    for line in text.replace(";", "\n").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        values = []
+        for token in line.replace(",", " ").split():
+            try:
+                v = float(token)
+            except ValueError:
+                raise UsageError(f"{source}: '{token}' is not a number") from None
+            if not math.isfinite(v):
+                raise UsageError(f"{source}: kernel values must be finite, got '{token}'")
+            values.append(v)
+        rows.append(values)
+    if not rows:
+        raise UsageError(f"{source}: the kernel is empty")
+    for i, row in enumerate(rows[1:], start=2):
+        if len(row) != len(rows[0]):
+            raise UsageError(f"{source}: row {i} has {len(row)} values but row 1 has {len(rows[0])}")
+    return np.array(rows, dtype=np.float64)
+
+
+def load_kernel_file(path: str) -> np.ndarray:
+    """A kernel from a text/CSV file of rows, or from a ``.npy`` array (2-D, or 1-D as one row)."""
+    label = f"@{path}"
+    if os.path.isdir(path):
+        raise UsageError(f"{label}: is a directory, not a kernel file")
+    try:
+        if path.lower().endswith(".npy"):
+            try:
+                matrix = np.load(path, allow_pickle=False)
+            except ValueError as exc:
+                raise UsageError(f"{label}: not a readable .npy array ({exc})") from None
+            if matrix.ndim == 1:
+                matrix = matrix[None, :]
+            if matrix.ndim != 2 or matrix.size == 0:
+                raise UsageError(f"{label}: a kernel must be a non-empty 2-D array, got shape {matrix.shape}")
+            if not np.issubdtype(matrix.dtype, np.number) or np.iscomplexobj(matrix):
+                raise UsageError(f"{label}: a kernel must hold real numbers, got {matrix.dtype}")
+            matrix = matrix.astype(np.float64)
+            if not np.isfinite(matrix).all():
+                raise UsageError(f"{label}: kernel values must be finite")
+            return matrix
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        raise UsageError(f"{label}: no such kernel file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{label}: cannot read kernel file ({exc.__class__.__name__})") from None
+    return parse_matrix(text, label)
+
+
+@dataclass(frozen=True)
+class KernelChoice:
+    """A kernel as the user named it: its weights and the tag used in output file names."""
+
+    matrix: np.ndarray
+    tag: str
+    label: str
+
+
+def choose_kernel(spec: str, *, size: int | None = None, sigma: float | None = None) -> KernelChoice:
+    """Interpret ``--kernel``: a registry name, ``@FILE`` or an inline matrix."""
+    spec = spec.strip()
+    if not spec:
+        raise UsageError("--kernel: empty; give a name (see `poolcli kernels`), a matrix or @FILE")
+    if spec.startswith("@"):
+        path = spec[1:]
+        _no_params(size, sigma, spec)
+        matrix = load_kernel_file(path)
+        stem = os.path.splitext(os.path.basename(path))[0] or "kernel"
+        return KernelChoice(matrix, stem, spec)
+    looks_numeric = spec[0] in "+-.0123456789" or any(ch in spec for ch in ",; \t\n")
+    if looks_numeric and ALIASES.get(spec.lower(), spec.lower()) not in KERNELS:
+        _no_params(size, sigma, "an inline matrix")
+        return KernelChoice(parse_matrix(spec), "custom", "custom")
+    key = resolve_name(spec)
+    return KernelChoice(get_kernel(key, size=size, sigma=sigma), key, key)
+
+
+def _no_params(size, sigma, what: str) -> None:
+    if size is not None or sigma is not None:
+        raise UsageError(f"--size and --sigma apply to named kernels only, not to {what}")
