@@ -336,10 +336,7 @@ def _correlate_taps(eng, head, k: np.ndarray, dilation: int, out: np.ndarray) ->
 
 def pool_output_size(n: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
     """PyTorch's pooling output size; in ceil mode a last window starting in the padding is dropped."""
-    span = n + 2 * p - d * (k - 1) - 1
-    if span < 0:
-        return 0
-    out = (span + (s - 1 if ceil_mode else 0)) // s + 1
+    out = (n + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1  # floor division, as div_rtn
     if ceil_mode and (out - 1) * s >= n + p:
         out -= 1
     return out
@@ -481,10 +478,12 @@ def pool(
         if fast:
             _run(eng.pool_extreme_blocks, img, kh, kw, sign, out)
         else:
+            # a window of padding only (possible with dilation) gets the reduction's identity
             if img.dtype.kind == "f":
                 fill = img.dtype.type(-np.inf if sign > 0 else np.inf)
             else:
-                fill = img.dtype.type(0)
+                fill = np.iinfo(img.dtype).min if sign > 0 else np.iinfo(img.dtype).max
+                fill = img.dtype.type(fill)
             _run(eng.pool_extreme, img, rstart, rcount, dh, cstart, ccount, dw, sign, fill, out)
     elif mode in ("avg", "lp"):
         out = np.empty((oh, ow, C), np.float32)
