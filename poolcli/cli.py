@@ -109,8 +109,14 @@ def _execute(command: str, job, settings: dict, inputs, output, fmt, json_out, r
         if output is not None:
             batch.check_output_target(output, to_dir)
             if to_dir:
-                os.makedirs(output, exist_ok=True)
+                try:
+                    os.makedirs(output, exist_ok=True)
+                except OSError as exc:
+                    raise _fail(f"-o {output}: cannot create the output folder ({exc.strerror or exc})") from None
         tasks = batch.plan(found, output=output, fmt=fmt, tag=job.tag, to_dir=to_dir)
+        if to_dir:  # -r keeps the inputs' sub-folders under -o DIR
+            for folder in sorted({os.path.dirname(t.dest) for t in tasks}):
+                os.makedirs(folder, exist_ok=True)
         to_stdout = any(t.dest == "-" for t in tasks)
         if to_stdout and json_out:
             raise _fail("--json prints on stdout, where the image goes; use --report FILE instead")

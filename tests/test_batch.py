@@ -1,0 +1,211 @@
+"""Many inputs: folders, globs, per-file failures, resuming, reports, interruption."""
+
+import json
+import os
+import signal
+import struct
+import subprocess
+import time
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from .conftest import poolcli_command
+from .test_cli import decode
+
+
+def png_chunk(kind, body):
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def bomb_png(width, height) -> bytes:
+    """A tiny file whose header claims a huge image."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(b"\0" * 64)) + png_chunk(b"IEND", b"")
+
+
+@pytest.fixture
+def mixed(tmp_path, samples):
+    """A folder of good images, bad files and a nested folder."""
+    d = tmp_path / "mixed"
+    (d / "sub" / "deeper").mkdir(parents=True)
+    for name in ("camera.png", "chelsea.png", "coffee_rgba.png"):
+        (d / name).write_bytes((samples / name).read_bytes())
+    (d / "sub" / "rocket.jpg").write_bytes((samples / "rocket.jpg").read_bytes())
+    (d / "sub" / "deeper" / "astro.png").write_bytes((samples / "astronaut_gray16.png").read_bytes())
+    png = (samples / "chelsea.png").read_bytes()
+    (d / "truncated.png").write_bytes(png[: len(png) // 2])
+    bad = bytearray(png)
+    bad[200:400] = bytes(200)
+    (d / "corrupt.png").write_bytes(bytes(bad))
+    (d / "notes.txt").write_text("not an image")
+    Image.fromarray(np.zeros((1, 1), np.uint8)).save(d / "dot.png")
+    (d / "bomb.png").write_bytes(bomb_png(40000, 40000))
+    return d
+
+
+def test_folder_with_bad_files(cli, mixed, tmp_path):
+    r = cli("pool", mixed, "-m", "max", "-s", "2", "-o", tmp_path / "out", "--json", "--jobs", "2")
+    assert r.code == 1, r
+    doc = r.json
+    rows = {os.path.basename(f["input"]): f for f in doc["files"]}
+    assert set(rows) == {"camera.png", "chelsea.png", "coffee_rgba.png", "truncated.png", "corrupt.png", "dot.png", "bomb.png"}
+    for good in ("camera.png", "chelsea.png", "coffee_rgba.png"):
+        assert rows[good]["error"] is None
+        decode(tmp_path / "out" / good.replace(".png", "_max2.png"))
+    for bad, why in [("truncated.png", "corrupt"), ("corrupt.png", "corrupt"), ("dot.png", "smaller than the pooling window"),
+                     ("bomb.png", "over the limit")]:  # fmt: skip
+        assert why in rows[bad]["error"], rows[bad]
+        assert not (tmp_path / "out" / bad.replace(".png", "_max2.png")).exists()
+    assert doc["totals"]["files"] == 7 and doc["totals"]["failed"] == 4
+    assert "notes.txt: skipped, not an image file" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not list((tmp_path / "out").glob(".poolcli-*"))
+
+
+def test_recursive_keeps_sub_folders(cli, mixed, tmp_path):
+    for bad in ("truncated.png", "corrupt.png", "dot.png", "bomb.png"):
+        (mixed / bad).unlink()
+    r = cli("convolve", mixed, "-r", "-k", "blur", "-o", "out", "--jobs", "2")
+    assert r.code == 0, r
+    out = tmp_path / "out"
+    assert (out / "sub" / "rocket_blur.png").exists()
+    assert (out / "sub" / "deeper" / "astro_blur.png").exists()
+    assert decode(out / "sub" / "deeper" / "astro_blur.png").mode == "I;16"
+    # without -r only the top folder
+    r = cli("convolve", mixed, "-k", "blur", "-o", "flat")
+    assert r.code == 0
+    assert sorted(p.name for p in (tmp_path / "flat").rglob("*.png")) == ["camera_blur.png", "chelsea_blur.png", "coffee_rgba_blur.png"]
+
+
+def test_output_folder_inside_input_is_not_read_back(cli, tmp_path, samples):
+    d = tmp_path / "pics"
+    d.mkdir()
+    (d / "a.png").write_bytes((samples / "camera.png").read_bytes())
+    for _ in range(2):
+        r = cli("pool", d, "-r", "-m", "max", "-s", "2", "-o", d / "small", "--json")
+        assert r.code == 0, r
+        assert [os.path.basename(f["input"]) for f in r.json["files"]] == ["a.png"]
+
+
+def test_glob_and_several_files(cli, samples, tmp_path):
+    r = cli("pool", str(samples / "c*.png"), samples / "rocket.jpg", "-m", "avg", "-s", "4", "-o", "out", "--json")
+    assert r.code == 0, r
+    assert sorted(os.path.basename(f["input"]) for f in r.json["files"]) == ["camera.png", "chelsea.png", "coffee_rgba.png", "rocket.jpg"]
+    r = cli("pool", str(samples / "nothing*.png"), "-m", "avg", "-s", "4", "-o", "out")
+    assert r.code == 1 and "no file matches" in r.stderr
+
+
+def test_several_inputs_need_an_output_folder(cli, samples):
+    r = cli("pool", samples / "camera.png", samples / "chelsea.png", "-m", "max", "-s", "2")
+    assert r.code == 2 and "-o DIR" in r.stderr
+    r = cli("pool", samples / "camera.png", samples / "chelsea.png", "-m", "max", "-s", "2", "-o", "-")
+    assert r.code == 2 and "one input" in r.stderr
+
+
+def test_same_stem_different_extensions_do_not_collide(cli, samples, tmp_path):
+    d = tmp_path / "same"
+    d.mkdir()
+    Image.open(samples / "chelsea.png").save(d / "x.png")
+    Image.open(samples / "chelsea.png").save(d / "x.jpg")
+    r = cli("pool", d, "-m", "max", "-s", "2", "-o", "out")
+    assert r.code == 0, r
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x_jpg_max2.png", "x_png_max2.png"]
+
+
+def test_skip_existing_resumes(cli, samples, tmp_path):
+    r = cli("pool", samples, "-m", "max", "-s", "2", "-o", "out", "--json")
+    assert r.code == 0
+    first = {f["input"]: f for f in r.json["files"]}
+    target = tmp_path / "out" / "camera_max2.png"
+    target.unlink()
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()}
+    r = cli("pool", samples, "-m", "max", "-s", "2", "-o", "out", "--skip-existing", "--json")
+    assert r.code == 0, r
+    rows = {os.path.basename(f["input"]): f for f in r.json["files"]}
+    assert rows["camera.png"]["skipped"] is False and target.exists()
+    assert all(rows[n]["skipped"] for n in rows if n != "camera.png")
+    assert r.json["totals"]["skipped"] == len(first) - 1
+    for p in (tmp_path / "out").iterdir():
+        if p.name in mtimes:
+            assert p.stat().st_mtime_ns == mtimes[p.name]
+
+
+def test_report_file_has_a_row_per_file(cli, samples, tmp_path):
+    r = cli("convolve", samples, "-k", "sobel", "-o", "out", "--report", "report.json", "-q")
+    assert r.code == 0 and r.stderr == ""
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert len(doc["files"]) == 5 and doc["totals"]["files"] == 5
+    for row in doc["files"]:
+        assert {"input", "output", "width", "height", "channels", "load_ms", "compute_ms", "save_ms", "error"} <= set(row)
+        assert (tmp_path / row["output"]).exists()
+
+
+def test_max_pixels(cli, samples):
+    r = cli("pool", samples / "camera.png", "-m", "max", "-s", "2", "--max-pixels", "1000")
+    assert r.code == 1 and "over the limit of 1,000" in r.stderr
+    r = cli("pool", samples / "camera.png", "-m", "max", "-s", "2", "--max-pixels", "0")
+    assert r.code == 0
+
+
+def test_bomb_refused_by_default(cli, tmp_path):
+    (tmp_path / "bomb.png").write_bytes(bomb_png(50000, 50000))
+    r = cli("pool", "bomb.png", "-m", "max", "-s", "2")
+    assert r.code == 1 and "decompression bomb" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_unwritable_output(cli, samples):
+    r = cli("pool", samples / "camera.png", "-m", "max", "-s", "2", "-o", "/proc/poolcli-test.png")
+    assert r.code in (1, 2), r
+    assert "poolcli: error:" in r.stderr and "/proc/poolcli-test.png" in r.stderr and "Traceback" not in r.stderr
+    r = cli("pool", samples, "-m", "max", "-s", "2", "-o", "/proc/poolcli-out/")
+    assert r.code == 2 and "/proc/poolcli-out" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_sigint_stops_cleanly(tmp_path):
+    src = tmp_path / "many"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (480, 640, 3)).astype(np.uint8)
+    for i in range(80):
+        Image.fromarray(np.roll(base, i, axis=1)).save(src / f"img{i:03d}.png", compress_level=1)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        poolcli_command() + ["convolve", str(src), "-k", "gaussian", "--sigma", "3", "-o", str(out), "--jobs", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out.exists() and len(list(out.glob("*.png"))) >= 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    written = list(out.glob("*.png"))
+    assert 2 <= len(written) < 80
+    for p in written:
+        decode(p)
+    assert not [p for p in out.iterdir() if p.name.startswith(".poolcli-")]
+    assert b"interrupted" in err and b"Traceback" not in err
+
+
+def test_sigterm_stops_cleanly(tmp_path, samples):
+    src = tmp_path / "many"
+    src.mkdir()
+    for i in range(40):
+        (src / f"c{i:02d}.png").write_bytes((samples / "chelsea.png").read_bytes())
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        poolcli_command() + ["convolve", str(src), "-k", "gaussian", "--sigma", "4", "-o", str(out), "--jobs", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out.exists() and list(out.glob("*.png"))):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    for p in out.iterdir():
+        assert not p.name.startswith(".poolcli-")
+        decode(p)
