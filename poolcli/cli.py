@@ -397,8 +397,8 @@ def kernels(
     except ValueError as exc:
         raise _fail(str(exc)) from None
     if not name:
-        listing = Table(title="Named kernels (use with -k NAME; `poolcli kernels NAME` shows the weights)",
-                        title_justify="left", box=None)  # fmt: skip
+        console.print("Named kernels (use with -k NAME; `poolcli kernels NAME` shows the weights)", highlight=False)
+        listing = Table(box=None)
         listing.add_column("name", style="bold")
         listing.add_column("size", justify="right")
         listing.add_column("what it does")
@@ -415,8 +415,8 @@ def kernels(
     console.print(f"[bold]{n}[/bold]: {KERNELS[n].description}")
     parts = [("x", m[0]), ("y", m[1])] if m.ndim == 3 else [("", m)]
     for label, mat in parts:
-        table = Table(title=f"{n} {label}".strip() + f"  ({mat.shape[0]}×{mat.shape[1]}, sum {mat.sum():.6g})",
-                      title_justify="left", show_header=False)  # fmt: skip
+        console.print(f"{n} {label}".strip() + f" ({mat.shape[0]}×{mat.shape[1]}, sum {mat.sum():.6g})", highlight=False)
+        table = Table(show_header=False)
         for _ in range(mat.shape[1]):
             table.add_column(justify="right")
         for row in mat:
