@@ -76,6 +76,13 @@ def _run(fn, *args) -> None:
     fn(*args)
 
 
+def _row_blocks(rows: int) -> int:
+    """How many blocks of output rows to hand to ``prange``: a few per thread, for balance."""
+    import numba
+
+    return max(1, min(rows, 4 * numba.get_num_threads()))
+
+
 def set_threads(n: int | None) -> None:
     """Bound the compute threads (``--threads``); None leaves Numba's default (all cores)."""
     if n is None:
@@ -294,20 +301,16 @@ def _correlate(img: np.ndarray, k: np.ndarray, mode: str, cval: float, stride: i
         rowmap = index_map(H, top, eh - top, mode)
         colmap = index_map(W, left, ew - left, mode)
     out = np.empty(((fh - 1) // stride + 1, (fw - 1) // stride + 1, C), np.float32)
-    import numba
-
-    nch = max(1, min(out.shape[0], 4 * numba.get_num_threads()))  # a few row blocks per thread
-    head = (img, rowmap, colmap, left, np.float32(cval), stride, nch)
-    roffs = np.arange(kh, dtype=np.int64) * dilation
-    coffs = np.arange(kw, dtype=np.int64) * dilation
+    head = (img, rowmap, colmap, left, np.float32(cval), stride, _row_blocks(out.shape[0]))
     kernels = [k] if k.ndim == 2 else [k[0], k[1]]
     factors = [_rank1(kk) for kk in kernels]
     if all(f is not None for f in factors) and (
         len(kernels) == 2 or np.count_nonzero(factors[0][0]) + np.count_nonzero(factors[0][1]) < np.count_nonzero(k)
     ):
-        rw = np.array([f[0] for f in factors], np.float32)
-        cw = np.array([f[1] for f in factors], np.float32)
-        _run(eng.correlate_separable, *head, roffs, rw, coffs, cw, out)
+        roffs = np.arange(kh, dtype=np.int64) * dilation
+        rsel, rw, rcount = _taps([f[0] for f in factors])
+        csel, cw, ccount = _taps([f[1] for f in factors])
+        _run(eng.correlate_separable, *head, roffs, rsel, rw, rcount, csel * dilation, cw, ccount, out)
         return out
     if len(kernels) == 2:
         other = np.empty_like(out)
@@ -318,17 +321,28 @@ def _correlate(img: np.ndarray, k: np.ndarray, mode: str, cval: float, stride: i
     return out
 
 
+def _taps(vectors):
+    """Non-zero entries of 1-D kernels as (index, weight) rows padded to one length, and counts."""
+    nz = [np.flatnonzero(v) for v in vectors]
+    width = max(1, max(len(i) for i in nz))
+    sel = np.zeros((len(vectors), width), np.int64)
+    ws = np.zeros((len(vectors), width), np.float32)
+    for k, (v, idx) in enumerate(zip(vectors, nz)):
+        sel[k, : len(idx)] = idx
+        ws[k, : len(idx)] = v[idx]
+    return sel, ws, np.array([len(i) for i in nz], np.int64)
+
+
 def _correlate_taps(eng, head, k: np.ndarray, dilation: int, out: np.ndarray) -> None:
     """The general path: only non-zero taps, grouped by kernel row."""
     rows, cols = np.nonzero(k)
     if rows.size == 0:  # an all-zero kernel: every output is 0
         out[:] = 0.0
         return
-    used = np.unique(rows)
-    tstart = np.searchsorted(rows, np.append(used, k.shape[0])).astype(np.int64)
+    used, trow = np.unique(rows, return_inverse=True)
     roffs = used.astype(np.int64) * dilation
     tcol = cols.astype(np.int64) * dilation
-    _run(eng.correlate_taps, *head, roffs, tstart, tcol, k[rows, cols].astype(np.float32), out)
+    _run(eng.correlate_taps, *head, roffs, trow.astype(np.int64), tcol, k[rows, cols].astype(np.float32), out)
 
 
 # --------------------------------------------------------------------------- pooling
@@ -448,8 +462,8 @@ def pool(
         dh = dw = 1
         kh = kw = 0
         fast = False
-        pool_area = np.outer(rcount, ccount).astype(np.float64)
-        valid_area = pool_area
+        rpad = rval = rcount
+        cpad = cval = ccount
     else:
         kh, kw = _pair(size, "size")
         sh, sw = (kh, kw) if stride is None else _pair(stride, "stride")
@@ -468,15 +482,13 @@ def pool(
             )
         rstart, rcount, rpad, rval = _axis_windows(H, kh, sh, ph, dh, oh)
         cstart, ccount, cpad, cval = _axis_windows(W, kw, sw, pw, dw, ow)
-        pool_area = np.outer(rpad, cpad).astype(np.float64)
-        valid_area = np.outer(rval, cval).astype(np.float64)
         fast = (sh, sw) == (kh, kw) and ph == pw == 0 and dh == dw == 1 and oh * kh <= H and ow * kw <= W
 
     if mode in ("max", "min"):
         out = np.empty((oh, ow, C), img.dtype)
         sign = 1 if mode == "max" else -1
         if fast:
-            _run(eng.pool_extreme_blocks, img, kh, kw, sign, out)
+            _run(eng.pool_extreme_blocks, img, kh, kw, sign, _row_blocks(oh), out)
         else:
             # a window of padding only (possible with dilation) gets the reduction's identity
             if img.dtype.kind == "f":
@@ -484,25 +496,30 @@ def pool(
             else:
                 fill = np.iinfo(img.dtype).min if sign > 0 else np.iinfo(img.dtype).max
                 fill = img.dtype.type(fill)
-            _run(eng.pool_extreme, img, rstart, rcount, dh, cstart, ccount, dw, sign, fill, out)
+            _run(eng.pool_extreme, img, rstart, rcount, dh, cstart, ccount, dw, sign, fill, _row_blocks(oh), out)
     elif mode in ("avg", "lp"):
         out = np.empty((oh, ow, C), np.float32)
+        # float32 sums are exact for 8-bit pixels (up to 65,793 per window); else float64
+        acc_like = np.zeros(0, np.float32 if img.dtype == np.uint8 and mode == "avg" else np.float64)
         if mode == "avg" and fast and divisor is None:
-            _run(eng.pool_avg_blocks, img, kh, kw, out)
+            _run(eng.pool_avg_blocks, img, kh, kw, _row_blocks(oh), acc_like, out)
         else:
             if mode == "avg":
                 power, mul = 1.0, 1.0
                 if divisor is not None:
                     div = np.full((oh, ow), float(divisor))
+                elif count_include_pad or output_size is not None:
+                    div = np.outer(rpad, cpad).astype(np.float64)
                 else:
-                    div = pool_area if (count_include_pad or output_size is not None) else valid_area
+                    div = np.outer(rval, cval).astype(np.float64)
             else:
                 power = p
                 if output_size is not None:  # adaptive lp: (Σ x^p)^(1/p) over each window
                     div, mul = np.ones((oh, ow)), 1.0
                 else:  # lp_pool2d = avg_pool2d(x^p, padding=0, ceil_mode) · kh·kw, then ^(1/p)
-                    div, mul = pool_area, float(kh * kw)
-            _run(eng.pool_sum, img, rstart, rcount, dh, cstart, ccount, dw, power, np.ascontiguousarray(div), mul, out)
+                    div, mul = np.outer(rpad, cpad).astype(np.float64), float(kh * kw)
+            div = np.ascontiguousarray(div)
+            _run(eng.pool_sum, img, rstart, rcount, dh, cstart, ccount, dw, power, div, mul, acc_like, out)
     else:
         out = np.empty((oh, ow, C), img.dtype)
         stochastic = mode == "stochastic"

@@ -26,9 +26,10 @@ def _fill_row(flat, W, C, sr, colmap, pl, cval, dst):
         sc = colmap[q]
         for c in range(C):
             dst[q * C + c] = cval if sc < 0 else flat[base + sc * C + c]
-    off = pl * C
-    for k in range(W * C):  # the middle of a padded row is the source row itself
-        dst[off + k] = flat[base + k]
+    mid = dst[pl * C : (pl + W) * C]  # the middle of a padded row is the source row itself
+    row = flat[base : base + W * C]
+    for k in range(W * C):
+        mid[k] = row[k]
     for q in range(pl + W, Wp):
         sc = colmap[q]
         for c in range(C):
@@ -45,13 +46,54 @@ def _ring_row(flat, W, C, rowmap, colmap, pl, cval, ring, tag, pr):
     return ring[slot]
 
 
-@pjit
-def correlate_taps(img, rowmap, colmap, pl, cval, stride, nch, roffs, tstart, tcol, tw, out):
-    """out[y, x, c] = Σ_t tw[t] · P[y·s + roffs[r(t)], x·s + tcol[t], c].
+@jit
+def _madd(dst, rows, slots, cols, ws, m, n, stride, C):
+    """dst[x·C + c] += Σ_t ws[t] · rows[slots[t], cols[t] + x·stride·C + c] for t < m.
 
-    P is the image padded through ``rowmap``/``colmap`` (index −1 reads ``cval``).  Taps are
-    grouped by kernel row: taps ``tstart[r]:tstart[r+1]`` lie on padded-row offset ``roffs[r]``.
-    Only non-zero taps are passed, so sparse kernels (sharpen, Laplacian) cost what they touch.
+    Four taps per sweep over ``dst`` (a quarter of the loads and stores of one tap at a time);
+    with stride 1 each source is a contiguous slice, so the loop vectorises.
+    """
+    if stride != 1:
+        for t in range(m):
+            src = rows[slots[t]]
+            w = ws[t]
+            co = cols[t]
+            for x in range(n // C):
+                sb = co + x * stride * C
+                for c in range(C):
+                    dst[x * C + c] += w * src[sb + c]
+        return
+    t = 0
+    while t + 4 <= m:
+        a = rows[slots[t], cols[t] : cols[t] + n]
+        b = rows[slots[t + 1], cols[t + 1] : cols[t + 1] + n]
+        c = rows[slots[t + 2], cols[t + 2] : cols[t + 2] + n]
+        d = rows[slots[t + 3], cols[t + 3] : cols[t + 3] + n]
+        w0, w1, w2, w3 = ws[t], ws[t + 1], ws[t + 2], ws[t + 3]
+        for q in range(n):
+            dst[q] += w0 * a[q] + w1 * b[q] + w2 * c[q] + w3 * d[q]
+        t += 4
+    if t + 2 <= m:
+        a = rows[slots[t], cols[t] : cols[t] + n]
+        b = rows[slots[t + 1], cols[t + 1] : cols[t + 1] + n]
+        w0, w1 = ws[t], ws[t + 1]
+        for q in range(n):
+            dst[q] += w0 * a[q] + w1 * b[q]
+        t += 2
+    if t < m:
+        a = rows[slots[t], cols[t] : cols[t] + n]
+        w0 = ws[t]
+        for q in range(n):
+            dst[q] += w0 * a[q]
+
+
+@pjit
+def correlate_taps(img, rowmap, colmap, pl, cval, stride, nch, roffs, trow, tcol, tw, out):
+    """out[y, x, c] = Σ_t tw[t] · P[y·s + roffs[trow[t]], x·s + tcol[t], c].
+
+    P is the image padded through ``rowmap``/``colmap`` (index −1 reads ``cval``); ``roffs``
+    are the distinct padded-row offsets the taps use and ``tcol`` their column offsets.  Only
+    non-zero taps are passed, so sparse kernels (sharpen, Laplacian) cost what they touch.
     Output rows are split into ``nch`` blocks for ``prange``; each keeps its own row ring.
     """
     H, W, C = img.shape
@@ -61,37 +103,34 @@ def correlate_taps(img, rowmap, colmap, pl, cval, stride, nch, roffs, tstart, tc
     WpC = colmap.size * C
     n = OW * C
     span = roffs[-1] + 1
+    m = tw.size
+    cols = tcol * C
     for ch in prange(nch):
         ring = np.empty((span, WpC), np.float32)
         tag = np.full(span, -1, np.int64)
-        acc = np.empty(n, np.float32)
+        rslot = np.empty(roffs.size, np.int64)
+        slots = np.empty(m, np.int64)
         for y in range(ch * OH // nch, (ch + 1) * OH // nch):
-            acc[:] = 0.0
             for r in range(roffs.size):
-                src = _ring_row(flat, W, C, rowmap, colmap, pl, cval, ring, tag, y * stride + roffs[r])
-                for t in range(tstart[r], tstart[r + 1]):
-                    w = tw[t]
-                    co = tcol[t] * C
-                    if stride == 1:
-                        for q in range(n):
-                            acc[q] += w * src[co + q]
-                    else:
-                        for x in range(OW):
-                            sb = x * stride * C + co
-                            for c in range(C):
-                                acc[x * C + c] += w * src[sb + c]
-            ob = y * n
-            for q in range(n):
-                outf[ob + q] = acc[q]
+                pr = y * stride + roffs[r]
+                _ring_row(flat, W, C, rowmap, colmap, pl, cval, ring, tag, pr)
+                rslot[r] = pr % span
+            for t in range(m):
+                slots[t] = rslot[trow[t]]
+            orow = outf[y * n : (y + 1) * n]
+            orow[:] = 0.0
+            _madd(orow, ring, slots, cols, tw, m, n, stride, C)
 
 
 @pjit
-def correlate_separable(img, rowmap, colmap, pl, cval, stride, nch, roffs, rw, coffs, cw, out):
-    """Rank-1 kernels k_k = rw[k] ⊗ cw[k] as a vertical then a horizontal 1-D pass.
+def correlate_separable(img, rowmap, colmap, pl, cval, stride, nch, roffs, rsel, rw, rcount, csel, cw, ccount, out):
+    """Rank-1 kernels k = u ⊗ v as a vertical then a horizontal 1-D pass.
 
-    With one kernel (``rw.shape[0] == 1``): out = Σ_i rw[i] Σ_j cw[j] P[y·s + roffs[i], x·s + coffs[j]].
-    With two kernels the result is the gradient magnitude √(a² + b²) of the two correlations,
-    computed in one sweep that shares the padded rows (Sobel, Scharr, Prewitt).
+    Kernel k has ``rcount[k]`` non-zero vertical taps on padded-row offsets
+    ``roffs[rsel[k, i]]`` with weights ``rw[k, i]``, and ``ccount[k]`` horizontal taps on
+    column offsets ``csel[k, j]`` with weights ``cw[k, j]``.  With one kernel the output is its
+    correlation; with two it is the gradient magnitude √(a² + b²), computed in one sweep that
+    shares the padded rows (Sobel, Scharr, Prewitt).
     """
     H, W, C = img.shape
     OH, OW = out.shape[0], out.shape[1]
@@ -101,42 +140,37 @@ def correlate_separable(img, rowmap, colmap, pl, cval, stride, nch, roffs, rw, c
     WpC = colmap.size * C
     n = OW * C
     span = roffs[-1] + 1
+    ccols = csel * C
     for ch in prange(nch):
         ring = np.empty((span, WpC), np.float32)
         tag = np.full(span, -1, np.int64)
         tmp = np.empty((nk, WpC), np.float32)
         acc = np.empty((nk, n), np.float32)
+        rslot = np.empty(roffs.size, np.int64)
+        slots = np.empty(rsel.shape[1], np.int64)
+        zeros = np.zeros(max(rsel.shape[1], csel.shape[1]), np.int64)
+        kslot = np.empty(csel.shape[1], np.int64)
         for y in range(ch * OH // nch, (ch + 1) * OH // nch):
-            tmp[:] = 0.0
             for r in range(roffs.size):
-                src = _ring_row(flat, W, C, rowmap, colmap, pl, cval, ring, tag, y * stride + roffs[r])
-                for k in range(nk):
-                    w = rw[k, r]
-                    if w != 0.0:
-                        t = tmp[k]
-                        for q in range(WpC):
-                            t[q] += w * src[q]
-            acc[:] = 0.0
+                pr = y * stride + roffs[r]
+                _ring_row(flat, W, C, rowmap, colmap, pl, cval, ring, tag, pr)
+                rslot[r] = pr % span
             for k in range(nk):
+                for i in range(rcount[k]):
+                    slots[i] = rslot[rsel[k, i]]
                 t = tmp[k]
+                t[:] = 0.0
+                _madd(t, ring, slots, zeros, rw[k], rcount[k], WpC, 1, C)
                 a = acc[k]
-                for j in range(coffs.size):
-                    w = cw[k, j]
-                    if w == 0.0:
-                        continue
-                    co = coffs[j] * C
-                    if stride == 1:
-                        for q in range(n):
-                            a[q] += w * t[co + q]
-                    else:
-                        for x in range(OW):
-                            sb = x * stride * C + co
-                            for c in range(C):
-                                a[x * C + c] += w * t[sb + c]
-            ob = y * n
+                a[:] = 0.0
+                kslot[:] = k
+                _madd(a, tmp, kslot, ccols[k], cw[k], ccount[k], n, stride, C)
+            orow = outf[y * n : (y + 1) * n]
+            a0 = acc[0]
             if nk == 1:
                 for q in range(n):
-                    outf[ob + q] = acc[0, q]
+                    orow[q] = a0[q]
             else:
+                a1 = acc[1]
                 for q in range(n):
-                    outf[ob + q] = np.sqrt(acc[0, q] * acc[0, q] + acc[1, q] * acc[1, q])
+                    orow[q] = np.sqrt(a0[q] * a0[q] + a1[q] * a1[q])

@@ -7,132 +7,222 @@ columns.  Images are C-contiguous ``(H, W, C)``; outputs ``(OH, OW, C)``.
 """
 
 import numpy as np
-from numba import prange
+from numba import njit, prange
 
 from ._jit import jit, pjit
 
 
 @pjit
-def pool_extreme(img, rstart, rcount, dh, cstart, ccount, dw, sign, fill, out):
-    """out = max over the window's valid cells (sign > 0) or min (sign < 0); NaN propagates.
+def pool_extreme(img, rstart, rcount, dh, cstart, ccount, dw, sign, fill, nch, out):
+    """out = max (sign > 0) or min over the window's valid cells, keeping the dtype.
 
-    Keeps the input dtype.  A window with no valid cell gives ``fill`` (−inf / +inf for
-    floats, as PyTorch does).
+    Max and min are separable: the valid rows of each window are reduced into one row buffer
+    (contiguous, vectorised), then each output reduces its valid columns of that buffer.  A
+    window with no valid cell (possible with dilation) gives ``fill`` (−inf / +inf for floats).
     """
-    H, W, C = img.shape
-    OH, OW = out.shape[0], out.shape[1]
-    for oy in prange(OH):
-        best = np.empty(C, img.dtype)
-        seen = np.zeros(C, np.bool_)
-        for ox in range(OW):
-            seen[:] = False
-            for i in range(rcount[oy]):
-                r = rstart[oy] + i * dh
-                if r < 0 or r >= H:
-                    continue
-                for j in range(ccount[ox]):
-                    x = cstart[ox] + j * dw
-                    if x < 0 or x >= W:
-                        continue
-                    for c in range(C):
-                        v = img[r, x, c]
-                        if not seen[c]:
-                            best[c] = v
-                            seen[c] = True
-                        elif sign > 0:
-                            if v > best[c] or v != v:
-                                best[c] = v
-                        elif v < best[c] or v != v:
-                            best[c] = v
-            for c in range(C):
-                if seen[c]:
-                    out[oy, ox, c] = best[c]
-                else:
-                    out[oy, ox, c] = fill
-
-
-@pjit
-def pool_extreme_blocks(img, kh, kw, sign, out):
-    """Non-overlapping max/min (stride = window, no padding or dilation): each pixel read once."""
     H, W, C = img.shape
     OH, OW = out.shape[0], out.shape[1]
     flat = img.reshape(H * W * C)
     outf = out.reshape(OH * OW * C)
-    n = OW * C
-    for oy in prange(OH):
-        ob = oy * n
-        base = oy * kh * W * C
-        for ox in range(OW):
-            for c in range(C):
-                outf[ob + ox * C + c] = flat[base + ox * kw * C + c]
-        for i in range(kh):
-            rb = (oy * kh + i) * W * C
+    n = W * C
+    for ch in prange(nch):
+        tmp = np.empty(n, img.dtype)
+        for oy in range(ch * OH // nch, (ch + 1) * OH // nch):
+            orow = outf[oy * OW * C : (oy + 1) * OW * C]
+            have = False
+            for i in range(rcount[oy]):
+                r = rstart[oy] + i * dh
+                if r < 0 or r >= H:
+                    continue
+                row = flat[r * n : (r + 1) * n]
+                if not have:
+                    for q in range(n):
+                        tmp[q] = row[q]
+                    have = True
+                else:
+                    _reduce_rows(tmp, row, n, sign)
+            if not have:
+                orow[:] = fill
+                continue
             for ox in range(OW):
-                sb = rb + ox * kw * C
-                for j in range(kw):
+                cs = cstart[ox]
+                cnt = ccount[ox]
+                if cs >= 0 and cs + (cnt - 1) * dw < W:  # the window is inside: no checks
                     for c in range(C):
-                        v = flat[sb + j * C + c]
-                        o = ob + ox * C + c
-                        m = outf[o]
-                        if sign > 0:
-                            if v > m or v != v:
-                                outf[o] = v
-                        elif v < m or v != v:
-                            outf[o] = v
+                        m = tmp[cs * C + c]
+                        for j in range(1, cnt):
+                            m = _pick2(m, tmp[(cs + j * dw) * C + c], sign)
+                        orow[ox * C + c] = m
+                    continue
+                for c in range(C):
+                    best = fill
+                    seen = False
+                    for j in range(cnt):
+                        x = cs + j * dw
+                        if x < 0 or x >= W:
+                            continue
+                        v = tmp[x * C + c]
+                        if not seen:
+                            best = v
+                            seen = True
+                        else:
+                            best = _pick2(best, v, sign)
+                    orow[ox * C + c] = best
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pick2(a, b, sign):
+    """max(a, b) (sign > 0) or min(a, b), NaN-propagating as PyTorch."""
+    if sign > 0:
+        return a if (a > b or a != a) else b
+    return a if (a < b or a != a) else b
+
+
+@jit
+def _reduce_rows(tmp, row, n, sign):
+    if sign > 0:
+        for q in range(n):
+            tmp[q] = _pick2(tmp[q], row[q], 1)
+    else:
+        for q in range(n):
+            tmp[q] = _pick2(tmp[q], row[q], -1)
 
 
 @pjit
-def pool_sum(img, rstart, rcount, dh, cstart, ccount, dw, power, div, mul, out):
-    """out = (Σ_valid x^power / div[oy, ox] · mul) ^ (1/power), float32.
+def pool_extreme_blocks(img, kh, kw, sign, nch, out):
+    """Non-overlapping max/min (stride = window, no padding or dilation): each pixel read once.
+
+    Rows of a window are reduced element-wise (vectorised), then neighbouring columns; the
+    common 2-wide window has unrolled loops for 1, 3 and 4 channels so they vectorise too.
+    """
+    H, W, C = img.shape
+    OH, OW = out.shape[0], out.shape[1]
+    flat = img.reshape(H * W * C)
+    outf = out.reshape(OH * OW * C)
+    n = OW * kw * C  # the part of a row that the windows cover
+    for ch in prange(nch):
+        tmp = np.empty(n, img.dtype)
+        for oy in range(ch * OH // nch, (ch + 1) * OH // nch):
+            first = flat[oy * kh * W * C : oy * kh * W * C + n]
+            for q in range(n):
+                tmp[q] = first[q]
+            for i in range(1, kh):
+                r = (oy * kh + i) * W * C
+                _reduce_rows(tmp, flat[r : r + n], n, sign)
+            orow = outf[oy * OW * C : (oy + 1) * OW * C]
+            if kw == 1:
+                for q in range(OW * C):
+                    orow[q] = tmp[q]
+            elif kw == 2 and C == 1:
+                for ox in range(OW):
+                    orow[ox] = _pick2(tmp[2 * ox], tmp[2 * ox + 1], sign)
+            elif kw == 2 and C == 3:
+                for ox in range(OW):
+                    b = 6 * ox
+                    orow[3 * ox] = _pick2(tmp[b], tmp[b + 3], sign)
+                    orow[3 * ox + 1] = _pick2(tmp[b + 1], tmp[b + 4], sign)
+                    orow[3 * ox + 2] = _pick2(tmp[b + 2], tmp[b + 5], sign)
+            elif kw == 2 and C == 4:
+                for ox in range(OW):
+                    b = 8 * ox
+                    orow[4 * ox] = _pick2(tmp[b], tmp[b + 4], sign)
+                    orow[4 * ox + 1] = _pick2(tmp[b + 1], tmp[b + 5], sign)
+                    orow[4 * ox + 2] = _pick2(tmp[b + 2], tmp[b + 6], sign)
+                    orow[4 * ox + 3] = _pick2(tmp[b + 3], tmp[b + 7], sign)
+            else:
+                for ox in range(OW):
+                    base = ox * kw * C
+                    for c in range(C):
+                        m = tmp[base + c]
+                        for j in range(1, kw):
+                            m = _pick2(m, tmp[base + j * C + c], sign)
+                        orow[ox * C + c] = m
+
+
+@pjit
+def pool_sum(img, rstart, rcount, dh, cstart, ccount, dw, power, div, mul, acc_like, out):
+    """out = (Σ_valid x^power / div[oy, ox] · mul) ^ (1/power), float32, summed separably.
 
     power = 1 and mul = 1 is average pooling (PyTorch ``avg_pool2d`` with ``div`` its divisor);
     power = p and mul = kh·kw is ``lp_pool2d``, which PyTorch defines as an average pool of
-    x^p times the window area.  Padding cells add nothing to the sum.
+    x^p times the window area.  Padding cells add nothing.  Sums accumulate in ``acc_like``'s
+    dtype (float32 where that is exact for the input, float64 otherwise).
     """
-    H, W, C = img.shape
-    OH, OW = out.shape[0], out.shape[1]
-    inv = 1.0 / power
-    for oy in prange(OH):
-        acc = np.empty(C, np.float64)
-        for ox in range(OW):
-            acc[:] = 0.0
-            for i in range(rcount[oy]):
-                r = rstart[oy] + i * dh
-                if r < 0 or r >= H:
-                    continue
-                for j in range(ccount[ox]):
-                    x = cstart[ox] + j * dw
-                    if x < 0 or x >= W:
-                        continue
-                    for c in range(C):
-                        v = np.float64(img[r, x, c])
-                        acc[c] += v if power == 1.0 else v**power
-            for c in range(C):
-                s = acc[c] / div[oy, ox] * mul
-                out[oy, ox, c] = s if power == 1.0 else s**inv
-
-
-@pjit
-def pool_avg_blocks(img, kh, kw, out):
-    """Non-overlapping average pooling (stride = window, no padding or dilation), float32."""
     H, W, C = img.shape
     OH, OW = out.shape[0], out.shape[1]
     flat = img.reshape(H * W * C)
     outf = out.reshape(OH * OW * C)
-    n = OW * C
-    area = np.float64(kh * kw)
+    n = W * C
+    inv = 1.0 / power
     for oy in prange(OH):
-        acc = np.zeros(n, np.float64)
-        for i in range(kh):
-            rb = (oy * kh + i) * W * C
-            for ox in range(OW):
-                sb = rb + ox * kw * C
-                for j in range(kw):
+        tmp = np.zeros(n, acc_like.dtype)
+        for i in range(rcount[oy]):
+            r = rstart[oy] + i * dh
+            if r < 0 or r >= H:
+                continue
+            row = flat[r * n : (r + 1) * n]
+            if power == 1.0:
+                for q in range(n):
+                    tmp[q] += row[q]
+            else:
+                for q in range(n):
+                    tmp[q] += np.float64(row[q]) ** power
+        orow = outf[oy * OW * C : (oy + 1) * OW * C]
+        for ox in range(OW):
+            for c in range(C):
+                acc = 0.0
+                for j in range(ccount[ox]):
+                    x = cstart[ox] + j * dw
+                    if 0 <= x < W:
+                        acc += tmp[x * C + c]
+                s = acc / div[oy, ox] * mul
+                orow[ox * C + c] = s if power == 1.0 else s**inv
+
+
+@pjit
+def pool_avg_blocks(img, kh, kw, nch, acc_like, out):
+    """Non-overlapping average pooling (stride = window, no padding or dilation), float32.
+
+    Window rows are summed element-wise (vectorised), then neighbouring columns, with unrolled
+    loops for the common 2-wide window on 1, 3 and 4 channels.
+    """
+    H, W, C = img.shape
+    OH, OW = out.shape[0], out.shape[1]
+    flat = img.reshape(H * W * C)
+    outf = out.reshape(OH * OW * C)
+    n = OW * kw * C
+    area = kh * kw
+    # dividing by a power of two is multiplying by its exact inverse: same result, faster
+    inv = np.float32(1.0 / area) if (area & (area - 1)) == 0 else np.float32(0.0)
+    for ch in prange(nch):
+        tmp = np.empty(n, acc_like.dtype)
+        for oy in range(ch * OH // nch, (ch + 1) * OH // nch):
+            first = flat[oy * kh * W * C : oy * kh * W * C + n]
+            for q in range(n):
+                tmp[q] = first[q]
+            for i in range(1, kh):
+                r = (oy * kh + i) * W * C
+                row = flat[r : r + n]
+                for q in range(n):
+                    tmp[q] += row[q]
+            orow = outf[oy * OW * C : (oy + 1) * OW * C]
+            if kw == 2 and C == 3 and inv != 0:
+                for ox in range(OW):
+                    b = 6 * ox
+                    orow[3 * ox] = (tmp[b] + tmp[b + 3]) * inv
+                    orow[3 * ox + 1] = (tmp[b + 1] + tmp[b + 4]) * inv
+                    orow[3 * ox + 2] = (tmp[b + 2] + tmp[b + 5]) * inv
+            elif kw == 2 and C == 1 and inv != 0:
+                for ox in range(OW):
+                    orow[ox] = (tmp[2 * ox] + tmp[2 * ox + 1]) * inv
+            else:
+                for ox in range(OW):
+                    base = ox * kw * C
                     for c in range(C):
-                        acc[ox * C + c] += flat[sb + j * C + c]
-        ob = oy * n
-        for q in range(n):
-            outf[ob + q] = acc[q] / area
+                        acc = tmp[base + c]
+                        for j in range(1, kw):
+                            acc += tmp[base + j * C + c]
+                        orow[ox * C + c] = acc / area
 
 
 @pjit
