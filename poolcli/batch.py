@@ -231,6 +231,7 @@ def _worker_init(threads: int) -> None:
     import numba
 
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    images.PNG_THREADS = threads
 
 
 def _warm(job) -> None:

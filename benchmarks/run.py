@@ -1,0 +1,464 @@
+"""poolcli against its peers, side by side in one run: python benchmarks/run.py [--quick] [--only SECTION ...]
+
+Sections: compute (Python API, no I/O, 4096² RGB), e2e (a 12-MP PNG through the command
+line), batch (200 photos of 640×480), startup, memory, png (encoder choice).  Contenders of
+a case are run in alternating rounds so drift of this shared machine hits all of them; the
+tables give medians and ratios (peer time / poolcli time: above 1 means poolcli is faster).
+A missing peer is skipped and named.  The results go to stdout and benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from statistics import median
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DATA = HERE / "data"
+SAMPLES = ROOT / "sample_images"
+POOLCLI = [str(Path(sys.executable).with_name("poolcli"))] if Path(sys.executable).with_name("poolcli").exists() else [sys.executable, "-m", "poolcli"]
+MAGICK = shutil.which("magick") or ("/usr/bin/convert" if os.path.exists("/usr/bin/convert") else None)
+MOGRIFY = shutil.which("mogrify")
+VIPS = shutil.which("vips")
+
+REPORT: list[str] = []
+SKIPPED: list[str] = []
+
+
+def say(line: str = "") -> None:
+    print(line, flush=True)
+    REPORT.append(line)
+
+
+def optional(name: str):
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        SKIPPED.append(f"{name} (not installed)")
+        return None
+
+
+def rounds(cases: dict, reps: int, warm: int = 1) -> dict[str, float]:
+    """Median seconds of each callable, run in alternating rounds after ``warm`` untimed calls."""
+    for fn in cases.values():
+        for _ in range(warm):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    for r in range(reps):
+        order = list(cases) if r % 2 == 0 else list(reversed(cases))
+        for name in order:
+            t0 = time.perf_counter()
+            cases[name]()
+            times[name].append(time.perf_counter() - t0)
+    return {k: median(v) for k, v in times.items()}
+
+
+def table(title: str, results: dict[str, float], ours: str, target: str | None = None) -> None:
+    say(f"\n#### {title}\n")
+    say("| contender | median ms | ratio (peer / poolcli) |")
+    say("|---|---:|---:|")
+    base = results[ours]
+    for name, t in sorted(results.items(), key=lambda kv: kv[1]):
+        ratio = "—" if name == ours else f"{t / base:.2f}"
+        say(f"| {name} | {t * 1e3:,.1f} | {ratio} |")
+    if target:
+        say(f"\ntarget: {target}")
+
+
+# --------------------------------------------------------------------------- data
+
+
+def photo(width: int, height: int, seed: int) -> np.ndarray:
+    """A photo-like RGB test image: a sample photograph resized, with mild sensor noise."""
+    from PIL import Image
+
+    names = ["chelsea.png", "coffee_rgba.png", "rocket.jpg", "camera.png"]
+    im = Image.open(SAMPLES / names[seed % len(names)]).convert("RGB")
+    rng = np.random.default_rng(seed)
+    w, h = im.size
+    cw, ch = int(w * rng.uniform(0.6, 1.0)), int(h * rng.uniform(0.6, 1.0))
+    x0, y0 = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
+    im = im.crop((x0, y0, x0 + cw, y0 + ch)).resize((width, height), Image.BICUBIC)
+    arr = np.asarray(im).astype(np.float32) + rng.normal(0, 2.5, (height, width, 3)).astype(np.float32)
+    return np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+
+
+def ensure_data() -> dict[str, Path]:
+    from PIL import Image
+
+    DATA.mkdir(exist_ok=True)
+    big = DATA / "photo_12mp.png"
+    if not big.exists():
+        Image.fromarray(photo(4000, 3000, 0)).save(big)
+    small = DATA / "photo_small.png"
+    if not small.exists():
+        Image.fromarray(photo(640, 480, 5)).save(small)
+    folder = DATA / "photos200"
+    if not folder.exists() or len(list(folder.glob("*.png"))) != 200:
+        folder.mkdir(exist_ok=True)
+        for i in range(200):
+            Image.fromarray(photo(640, 480, i)).save(folder / f"p{i:03d}.png")
+    return {"big": big, "small": small, "folder": folder}
+
+
+# --------------------------------------------------------------------------- 1. compute
+
+
+def bench_compute(reps: int) -> None:
+    import poolcli
+
+    cv2 = optional("cv2")
+    torch = optional("torch")
+    ndi = optional("scipy.ndimage")
+    skm = optional("skimage.measure")
+    if cv2 is not None:
+        cv2.setNumThreads(os.cpu_count() or 2)
+    if torch is not None:
+        torch.set_num_threads(os.cpu_count() or 2)
+    rng = np.random.default_rng(0)
+    u8 = rng.integers(0, 256, (4096, 4096, 3), dtype=np.uint8)
+    f32 = u8.astype(np.float32)
+    gray = np.ascontiguousarray(f32[:, :, 0])
+    sharpen = np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], np.float32)
+    slow = max(2, reps // 2)
+
+    say("\n### 1. Compute only (Python API, no I/O), 4096×4096 RGB\n")
+    say("poolcli returns float32 for convolution and avg pooling (its API contract); OpenCV's")
+    say("uint8 filters return uint8, so they write a quarter of the bytes.")
+    for dtype, img in (("uint8", u8), ("float32", f32)):
+        cases = {"poolcli": lambda img=img: poolcli.convolve(img, sharpen)}
+        if cv2 is not None:
+            cases["OpenCV filter2D"] = lambda img=img: cv2.filter2D(img, -1, sharpen, borderType=cv2.BORDER_REFLECT)
+        if torch is not None and dtype == "float32":
+            t = torch.from_numpy(f32).permute(2, 0, 1)[None].contiguous()
+            w = torch.from_numpy(np.repeat(sharpen[None, None], 3, 0))
+            cases["PyTorch conv2d"] = lambda t=t, w=w: torch.nn.functional.conv2d(t, w, padding=1, groups=3)
+        table(f"3×3 sharpen, {dtype}", rounds(cases, reps), "poolcli", "≥ 1.0 against OpenCV")
+        if ndi is not None:
+            t_ndi = rounds({"scipy": lambda img=img: ndi.correlate(img.astype(np.float32), sharpen[:, :, None])}, 1)
+            say(f"\nSciPy ndimage.correlate ({dtype}): {t_ndi['scipy'] * 1e3:,.0f} ms")
+
+    cases = {"poolcli": lambda: poolcli.convolve(gray, "sobel")}
+    if cv2 is not None:
+        cases["OpenCV Sobel+magnitude"] = lambda: cv2.magnitude(
+            cv2.Sobel(gray, cv2.CV_32F, 1, 0, borderType=cv2.BORDER_REFLECT),
+            cv2.Sobel(gray, cv2.CV_32F, 0, 1, borderType=cv2.BORDER_REFLECT),
+        )
+    if ndi is not None:
+        cases["SciPy sobel+hypot"] = lambda: np.hypot(ndi.sobel(gray, 1), ndi.sobel(gray, 0))
+    table("Sobel magnitude, gray float32", rounds(cases, slow), "poolcli", "≥ 1.0 against OpenCV")
+
+    cases = {"poolcli": lambda: poolcli.convolve(u8, "gaussian", sigma=3)}
+    if cv2 is not None:
+        cases["OpenCV GaussianBlur"] = lambda: cv2.GaussianBlur(u8, (25, 25), 3, borderType=cv2.BORDER_REFLECT)
+    table("Gaussian σ=3 (25×25), uint8", rounds(cases, slow), "poolcli", "≥ 1.0 against OpenCV")
+    if ndi is not None:
+        t_ndi = rounds({"scipy": lambda: ndi.gaussian_filter(u8.astype(np.float32), (3, 3, 0))}, 1)
+        say(f"\nSciPy gaussian_filter: {t_ndi['scipy'] * 1e3:,.0f} ms")
+
+    for dtype, img in (("uint8", u8), ("float32", f32)):
+        cases = {"poolcli": lambda img=img: poolcli.pool(img, "max", 2)}
+        if cv2 is not None:
+            cases["OpenCV dilate+slice"] = lambda img=img: cv2.dilate(img, np.ones((2, 2), np.uint8), anchor=(0, 0))[::2, ::2]
+        cases["NumPy reshape-max"] = lambda img=img: img.reshape(2048, 2, 2048, 2, 3).max(axis=(1, 3))
+        if skm is not None:
+            cases["scikit-image block_reduce"] = lambda img=img: skm.block_reduce(img, (2, 2, 1), np.max)
+        if torch is not None:
+            t = torch.from_numpy(img.astype(np.float32)).permute(2, 0, 1)[None].contiguous()
+            cases["PyTorch max_pool2d"] = lambda t=t: torch.nn.functional.max_pool2d(t, 2)
+        table(f"max pool 2, {dtype}", rounds(cases, reps), "poolcli", "≥ 2.0 against the fastest peer")
+
+    for dtype, img in (("uint8", u8), ("float32", f32)):
+        cases = {"poolcli": lambda img=img: poolcli.pool(img, "avg", 2)}
+        if cv2 is not None:
+            cases["OpenCV resize INTER_AREA"] = lambda img=img: cv2.resize(img, (2048, 2048), interpolation=cv2.INTER_AREA)
+        cases["NumPy reshape-mean"] = lambda img=img: img.reshape(2048, 2, 2048, 2, 3).mean(axis=(1, 3), dtype=np.float32)
+        if skm is not None:
+            cases["scikit-image block_reduce"] = lambda img=img: skm.block_reduce(img, (2, 2, 1), np.mean)
+        if torch is not None:
+            t = torch.from_numpy(img.astype(np.float32)).permute(2, 0, 1)[None].contiguous()
+            cases["PyTorch avg_pool2d"] = lambda t=t: torch.nn.functional.avg_pool2d(t, 2)
+        table(f"avg pool 2, {dtype}", rounds(cases, reps), "poolcli", "≥ 1.0 against OpenCV resize INTER_AREA")
+
+    for dtype, img in (("uint8", u8), ("float32", f32)):
+        cases = {"poolcli": lambda img=img: poolcli.pool(img, "max", 3, stride=2)}
+        if torch is not None:
+            t = torch.from_numpy(img.astype(np.float32)).permute(2, 0, 1)[None].contiguous()
+            cases["PyTorch max_pool2d"] = lambda t=t: torch.nn.functional.max_pool2d(t, 3, 2)
+        if cv2 is not None:
+            cases["OpenCV dilate+slice"] = lambda img=img: cv2.dilate(img, np.ones((3, 3), np.uint8))[1:-1:2, 1:-1:2]
+        table(f"max pool 3 stride 2, {dtype}", rounds(cases, slow), "poolcli", "≥ 5 against PyTorch")
+
+
+# --------------------------------------------------------------------------- 2. end to end
+
+OPENCV_SCRIPT = textwrap.dedent(
+    """
+    import sys, cv2, numpy as np
+    cv2.setNumThreads(0 if len(sys.argv) < 5 else int(sys.argv[4]))
+    op, src, dst = sys.argv[1:4]
+    img = cv2.imread(src, cv2.IMREAD_UNCHANGED)
+    if op == "sobel":
+        f = img.astype(np.float32)
+        mag = cv2.magnitude(cv2.Sobel(f, cv2.CV_32F, 1, 0), cv2.Sobel(f, cv2.CV_32F, 0, 1))
+        out = cv2.normalize(mag, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    else:
+        out = cv2.dilate(img, np.ones((2, 2), np.uint8), anchor=(0, 0))[::2, ::2]
+    cv2.imwrite(dst, out)
+    """
+)
+
+OPENCV_LOOP = textwrap.dedent(
+    """
+    import os, sys, cv2, numpy as np
+    cv2.setNumThreads(1)
+    op, src, dst = sys.argv[1:4]
+    os.makedirs(dst, exist_ok=True)
+    for name in sorted(os.listdir(src)):
+        img = cv2.imread(os.path.join(src, name), cv2.IMREAD_UNCHANGED)
+        if op == "sobel":
+            f = img.astype(np.float32)
+            mag = cv2.magnitude(cv2.Sobel(f, cv2.CV_32F, 1, 0), cv2.Sobel(f, cv2.CV_32F, 0, 1))
+            out = cv2.normalize(mag, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+        else:
+            out = cv2.dilate(img, np.ones((2, 2), np.uint8), anchor=(0, 0))[::2, ::2]
+        cv2.imwrite(os.path.join(dst, name), out)
+    """
+)
+
+
+def run(cmd: list[str] | str, **kw) -> None:
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, shell=isinstance(cmd, str), **kw)
+
+
+def bench_e2e(data, reps: int, tmp: Path) -> None:
+    big = data["big"]
+    (tmp / "cv.py").write_text(OPENCV_SCRIPT)
+    (tmp / "sobel.mat").write_text("3 3 1 0\n-1 0 1\n-2 0 2\n-1 0 1\n")
+    say("\n### 2. End to end: one 12-MP PNG photo (4000×3000 RGB) → result → PNG\n")
+    have_cv = optional("cv2") is not None
+    for op in ("sobel", "max2"):
+        if op == "sobel":
+            cases = {"poolcli": lambda: run(POOLCLI + ["convolve", str(big), "-k", "sobel", "-q", "-o", str(tmp / "p.png")])}
+        else:
+            cases = {"poolcli": lambda: run(POOLCLI + ["pool", str(big), "-m", "max", "-s", "2", "-q", "-o", str(tmp / "p.png")])}
+        if have_cv:
+            cases["OpenCV script"] = lambda op=op: run([sys.executable, str(tmp / "cv.py"), op, str(big), str(tmp / "c.png")])
+        if VIPS:
+            if op == "sobel":
+                cases["vips conv (Sobel x only)"] = lambda: run([VIPS, "conv", str(big), str(tmp / "v.png"), str(tmp / "sobel.mat")])
+            else:
+                cases["vips shrink 2 (average)"] = lambda: run([VIPS, "shrink", str(big), str(tmp / "v.png"), "2", "2"])
+        else:
+            SKIPPED.append("vips command (apt-get install libvips-tools)")
+        if MAGICK:
+            if op == "sobel":
+                cases["ImageMagick convert -morphology Sobel"] = lambda: run(
+                    [MAGICK, str(big), "-define", "convolve:scale=50%!", "-bias", "50%", "-morphology", "Convolve", "Sobel", str(tmp / "m.png")]
+                )
+            else:
+                cases["ImageMagick convert -scale 50%"] = lambda: run([MAGICK, str(big), "-scale", "50%", str(tmp / "m.png")])
+        else:
+            SKIPPED.append("ImageMagick (apt-get install imagemagick)")
+        table(f"12 MP {'Sobel edge map' if op == 'sobel' else 'max pool 2'}", rounds(cases, reps), "poolcli",
+              "poolcli's wall time ≤ the OpenCV script's")  # fmt: skip
+
+
+# --------------------------------------------------------------------------- 3. batch
+
+
+def bench_batch(data, reps: int, tmp: Path) -> None:
+    folder = data["folder"]
+    (tmp / "loop.py").write_text(OPENCV_LOOP)
+    say("\n### 3. Batch: 200 photos of 640×480 PNG\n")
+    for op in ("max2", "sobel"):
+        out = tmp / "out"
+
+        def fresh(cmd):
+            def go():
+                shutil.rmtree(out, ignore_errors=True)
+                run(cmd)
+
+            return go
+
+        if op == "max2":
+            cases = {"poolcli --jobs 2": fresh(POOLCLI + ["pool", str(folder), "-m", "max", "-s", "2", "-q", "-o", str(out)])}
+        else:
+            cases = {"poolcli --jobs 2": fresh(POOLCLI + ["convolve", str(folder), "-k", "sobel", "-q", "-o", str(out)])}
+        if optional("cv2") is not None:
+            cases["OpenCV loop, 1 process"] = fresh([sys.executable, str(tmp / "loop.py"), "sobel" if op == "sobel" else "max", str(folder), str(out)])
+        if op == "max2":
+            if MOGRIFY:
+                def mog():
+                    shutil.rmtree(out, ignore_errors=True)
+                    out.mkdir()
+                    run([MOGRIFY, "-path", str(out), "-scale", "50%", *sorted(str(p) for p in folder.glob("*.png"))])
+
+                cases["mogrify -scale 50%"] = mog
+            if VIPS:
+                cases["shell loop of vips shrink"] = fresh(
+                    f'mkdir -p {out} && for f in {folder}/*.png; do {VIPS} shrink "$f" {out}/$(basename "$f") 2 2; done'
+                )
+        table(f"200 photos, {'max pool 2' if op == 'max2' else 'Sobel'}", rounds(cases, reps, warm=1), "poolcli --jobs 2",
+              "≥ 2.0 against the OpenCV loop; faster than mogrify and the vips loop")  # fmt: skip
+
+
+# --------------------------------------------------------------------------- 4. start-up and 5. memory
+
+
+def bench_startup(data, reps: int, tmp: Path) -> None:
+    say("\n### 4. Start-up\n")
+    run(POOLCLI + ["pool", str(data["small"]), "-m", "max", "-s", "2", "-q", "-o", str(tmp / "s.png")])  # warm the cache
+    res = rounds(
+        {
+            "poolcli --help": lambda: run(POOLCLI + ["--help"]),
+            "poolcli pool (0.3 MP, warm cache)": lambda: run(POOLCLI + ["pool", str(data["small"]), "-m", "max", "-s", "2", "-q", "-o", str(tmp / "s.png")]),
+            "poolcli convolve -k sobel (0.3 MP, warm cache)": lambda: run(POOLCLI + ["convolve", str(data["small"]), "-k", "sobel", "-q", "-o", str(tmp / "s.png")]),
+        },
+        reps * 2,
+    )
+    say("| command | median ms | target |")
+    say("|---|---:|---|")
+    for name, t in res.items():
+        target = "≤ 300 ms" if "help" in name else "≤ 1,000 ms"
+        say(f"| `{name}` | {t * 1e3:,.0f} | {target} |")
+
+
+def peak_rss(cmd: list[str]) -> float:
+    """Max RSS in MB of one command, measured in a fresh child so nothing else counts."""
+    probe = "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    out = subprocess.run([sys.executable, "-c", probe, *cmd], check=True, capture_output=True, text=True)
+    return int(out.stdout.strip()) / 1024
+
+
+def bench_memory(data, tmp: Path) -> None:
+    say("\n### 5. Peak memory, 12-MP RGB convolve → PNG\n")
+    say("| command | max RSS MB | target |")
+    say("|---|---:|---|")
+    for k in ("sobel", "gaussian"):
+        mb = peak_rss(POOLCLI + ["convolve", str(data["big"]), "-k", k, "-q", "-o", str(tmp / "mem.png")])
+        say(f"| `poolcli convolve photo_12mp.png -k {k}` | {mb:,.0f} | ≤ 400 |")
+
+
+# --------------------------------------------------------------------------- PNG encoders
+
+
+def bench_png(data, reps: int) -> None:
+    from PIL import Image
+
+    from poolcli import images
+
+    arr = np.asarray(Image.open(data["big"]))
+    say("\n### PNG encoding of the 12-MP photo (what `save` costs)\n")
+    import io
+
+    sizes = {}
+
+    def pil(level):
+        def go():
+            b = io.BytesIO()
+            Image.fromarray(arr).save(b, "PNG", compress_level=level)
+            sizes[f"Pillow level {level}"] = len(b.getvalue())
+
+        return go
+
+    def ours(level):
+        def go():
+            sizes[f"poolcli encoder level {level}"] = len(images.encode(arr[:, :, :3], False, "png", png_level=level))
+
+        return go
+
+    cases = {f"Pillow level {lv}": pil(lv) for lv in (6, 1)}
+    cases.update({f"poolcli encoder level {lv}": ours(lv) for lv in (1, 2, 6)})
+    cv2 = optional("cv2")
+    if cv2 is not None:
+        def cvenc():
+            ok, buf = cv2.imencode(".png", arr[:, :, ::-1])
+            sizes["OpenCV imencode (level 1)"] = len(buf)
+
+        cases["OpenCV imencode (level 1)"] = cvenc
+    res = rounds(cases, reps)
+    base = sizes["Pillow level 6"]
+    say("| encoder | median ms | size MB | size vs Pillow default |")
+    say("|---|---:|---:|---:|")
+    for name, t in sorted(res.items(), key=lambda kv: kv[1]):
+        say(f"| {name} | {t * 1e3:,.0f} | {sizes[name] / 1e6:.2f} | {sizes[name] / base:.2f} |")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import numba
+
+    versions = [f"Python {platform.python_version()}", f"NumPy {np.__version__}", f"Numba {numba.__version__}"]
+    for mod in ("cv2", "scipy", "skimage", "torch", "PIL"):
+        try:
+            m = __import__(mod)
+            versions.append(f"{mod} {m.__version__}")
+        except ImportError:
+            pass
+    for cmd, flag in ((VIPS, "--version"), (MAGICK, "-version")):
+        if cmd:
+            first = subprocess.run([cmd, flag], capture_output=True, text=True).stdout.splitlines()[0]
+            versions.append(first.strip())
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; " + "; ".join(versions)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions")
+    ap.add_argument("--only", nargs="*", default=["compute", "e2e", "batch", "startup", "memory", "png"])
+    ap.add_argument("--no-write", action="store_true", help="do not rewrite RESULTS.md")
+    args = ap.parse_args()
+    reps = 3 if args.quick else 7
+    subprocess.run(POOLCLI + ["warmup", "-q"], check=True)
+    data = ensure_data()
+    say("# poolcli benchmark results\n")
+    say(f"Machine: {machine()}.  ")
+    say(f"Run: `python benchmarks/run.py{' --quick' if args.quick else ''}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())};"
+        f" {reps} alternating rounds per case (fewer for the slowest), medians.")  # fmt: skip
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        if "compute" in args.only:
+            bench_compute(reps)
+        if "e2e" in args.only:
+            bench_e2e(data, max(3, reps // 2), tmp)
+        if "batch" in args.only:
+            bench_batch(data, 3, tmp)
+        if "startup" in args.only:
+            bench_startup(data, reps, tmp)
+        if "memory" in args.only:
+            bench_memory(data, tmp)
+        if "png" in args.only:
+            bench_png(data, 3)
+    if SKIPPED:
+        say("\nSkipped peers: " + ", ".join(sorted(set(SKIPPED))))
+    if not args.no_write:
+        (HERE / "RESULTS.md").write_text("\n".join(REPORT) + "\n")
+
+
+if __name__ == "__main__":
+    main()
