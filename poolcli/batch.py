@@ -191,22 +191,27 @@ def process_file(task: Task, job, *, max_pixels: int | None, png_level: int, ski
         res.compute_ms = (t2 - t1) * 1e3 - res.compile_ms
         res.out_height, res.out_width = out.array.shape[:2]
         res.values = out.values
-        if task.fmt == "npy":
-            data = images.encode_npy(job.npy(out))
-        else:
-            pixels = out.array
-            if pixels.dtype.kind == "f":
-                target = pic.pixels.dtype if pic.pixels.dtype.kind == "u" else images.np.uint8
-                scale = out.scale if pic.pixels.dtype.kind == "u" or out.scale != "clip" else "normalize"
-                pixels = images.to_pixels(pixels, target, scale, out.colour)
-            data = images.encode(pixels, pic.alpha, task.fmt, png_level=png_level)
-        images.write_output(data, task.dest)
+        images.write_output(render(job, out, pic, task.fmt, png_level), task.dest)
         res.save_ms = (time.perf_counter() - t2) * 1e3
     except ImageError as exc:
         res.error = str(exc)
     except MemoryError:
         res.error = f"{name}: out of memory"
     return res
+
+
+def render(job, out, pic, fmt: str, png_level: int) -> bytes:
+    """The bytes of a job's result in ``fmt``: pixels of the input's bit depth, or raw .npy."""
+    if fmt == "npy":
+        return images.encode_npy(job.npy(out))
+    pixels = out.array
+    if pixels.dtype.kind == "f":
+        source = pic.pixels.dtype
+        target = source if source.kind == "u" else images.np.uint8
+        # float sources (mode F, .npy) have no natural range: clip means normalize for them
+        scale = out.scale if source.kind == "u" or out.scale != "clip" else "normalize"
+        pixels = images.to_pixels(pixels, target, scale, out.colour)
+    return images.encode(pixels, pic.alpha, fmt, png_level=png_level)
 
 
 # --------------------------------------------------------------------------- many files
@@ -234,17 +239,18 @@ def _worker_init(threads: int) -> None:
     images.PNG_THREADS = threads
 
 
-def _warm(job) -> None:
-    """Compile (or load from the cache) the job's uint8 path before workers fork."""
+def _warm(job, fmt: str) -> None:
+    """Compile (or load from the cache) the job's 8-bit path, encoder included, before workers start."""
     import numpy as np
 
     from .images import Picture
 
-    tiny = np.zeros((8, 8, 3), np.uint8)
-    try:
-        job.apply(Picture(tiny, False, "RGB"))
-    except ImageError:
-        pass  # a window too large for the tiny image: nothing to warm
+    for channels in (1, 3):
+        pic = Picture(np.zeros((16, 16, channels), np.uint8), False, "RGB")
+        try:
+            render(job, job.apply(pic), pic, fmt, images.DEFAULT_PNG_LEVEL)
+        except ImageError:
+            pass  # a window too large for the tiny image: nothing to warm
 
 
 def run(
@@ -283,7 +289,7 @@ def _run_pool(tasks, job, jobs, kwargs, results, on_result) -> list[FileResult]:
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    _warm(job)
+    _warm(job, tasks[0].fmt)
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(["poolcli.batch", "poolcli.api", "poolcli.engine.convolve", "poolcli.engine.pool"])
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init, initargs=(1,))

@@ -436,7 +436,7 @@ def warmup(quiet: bool = QUIET) -> None:
     """
     import numpy as np
 
-    from . import api
+    from . import api, images
 
     t0 = time.perf_counter()
     api.take_compile_ms()
@@ -448,6 +448,10 @@ def warmup(quiet: bool = QUIET) -> None:
         for mode in api.MODES:
             api.pool(img, mode, 2, seed=0)
             api.pool(img, mode, 3, stride=2, padding=1, seed=0)
+    for dt in (np.uint8, np.uint16):  # float results to pixels, and the PNG codec
+        for scale in ("clip", "normalize"):
+            px = images.to_pixels(np.zeros((6, 6, 3), np.float32), dt, scale, 3)
+        images.decode(images.encode(px, False, "png"), "warmup")
     ms = api.take_compile_ms()
     if not quiet:
         sys.stderr.write(f"poolcli: compiled or loaded every loop in {ms / 1e3:.1f} s "

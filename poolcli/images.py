@@ -228,36 +228,29 @@ def _gray16(pic: Picture) -> Picture:
 
 
 def to_pixels(result: np.ndarray, dtype, scale: str, colour_channels: int) -> np.ndarray:
-    """Round a float result into ``dtype`` pixels by the ``--scale`` rule.
+    """Round a float (H, W, C) result into ``dtype`` pixels by the ``--scale`` rule.
 
     ``clip``: round to nearest, clip to the type's range.  ``abs``: absolute value, then clip.
-    ``normalize``: one min–max stretch over the colour channels (alpha is clipped) to the
-    full range; a flat image becomes 0.
+    ``normalize``: one min–max stretch over the colour channels (alpha is only clipped) to the
+    full range; a flat image becomes 0.  One compiled pass, no temporaries.
     """
+    from .api import _row_blocks, _run
+    from .engine.pixels import colour_range, quantize
+
     top = float(np.iinfo(dtype).max)
     out = np.empty(result.shape, dtype)
-    colour = result[:, :, :colour_channels]
-    if scale == "normalize":
-        lo = float(np.nanmin(colour))
-        hi = float(np.nanmax(colour))
+    rule, lo, gain = {"abs": 1, "normalize": 2}.get(scale, 0), 0.0, 1.0
+    if rule == 2:
+        nch = _row_blocks(result.shape[0])
+        lohi = np.empty((nch, 2), np.float64)
+        _run(colour_range, result, colour_channels, nch, lohi)
+        lo, hi = float(lohi[:, 0].min()), float(lohi[:, 1].max())
         if hi > lo and np.isfinite(lo) and np.isfinite(hi):
-            stretched = (colour - np.float32(lo)) * np.float32(top / (hi - lo))
+            gain = top / (hi - lo)
         else:
-            stretched = np.zeros_like(colour)
-        out[:, :, :colour_channels] = _round_clip(stretched, top)
-    elif scale == "abs":
-        out[:, :, :colour_channels] = _round_clip(np.abs(colour), top)
-    else:
-        out[:, :, :colour_channels] = _round_clip(colour, top)
-    if result.shape[2] > colour_channels:
-        out[:, :, colour_channels:] = _round_clip(result[:, :, colour_channels:], top)
+            lo, gain = 0.0, 0.0  # flat: every colour pixel becomes 0
+    _run(quantize, result, colour_channels, rule, lo, gain, top, out)
     return out
-
-
-def _round_clip(x: np.ndarray, top: float) -> np.ndarray:
-    y = np.rint(x)
-    np.clip(y, 0.0, top, out=y)
-    return np.nan_to_num(y, nan=0.0)
 
 
 def encode(pixels: np.ndarray, alpha: bool, fmt: str, *, png_level: int = DEFAULT_PNG_LEVEL) -> bytes:
@@ -346,6 +339,7 @@ _PNG_COLOUR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}
 
 def _decode_png16(data: bytes, name: str) -> Picture:
     """Decode a non-interlaced 16-bit PNG (gray+alpha, RGB, RGBA) keeping all 16 bits."""
+    from .api import _run
     from .engine.png import unfilter
 
     try:
@@ -376,7 +370,7 @@ def _decode_png16(data: bytes, name: str) -> Picture:
         if rows[:, 0].max() > 4:
             raise ImageError(f"{name}: truncated or corrupt image (bad PNG filter type)")
         plain = np.empty((h, stride), np.uint8)
-        unfilter(np.ascontiguousarray(rows), C * 2, plain)
+        _run(unfilter, np.ascontiguousarray(rows), C * 2, plain)
     except (struct.error, zlib.error) as exc:
         raise ImageError(f"{name}: truncated or corrupt image ({exc})") from None
     pixels = plain.view(">u2").reshape(h, w, C).astype(np.uint16)
@@ -395,6 +389,7 @@ def encode_png(pixels: np.ndarray, level: int = DEFAULT_PNG_LEVEL) -> bytes:
     does.  Level 1–3 use zlib's run-length strategy, which on photographs is both the fastest
     and, after adaptive filtering, smaller than Pillow's default level 6 (benchmarks/RESULTS.md).
     """
+    from .api import _run
     from .engine.png import filter_rows
 
     h, w, C = pixels.shape
@@ -402,7 +397,7 @@ def encode_png(pixels: np.ndarray, level: int = DEFAULT_PNG_LEVEL) -> bytes:
     bpp = C * depth // 8
     raw = np.ascontiguousarray(pixels, dtype=">u2" if depth == 16 else np.uint8).view(np.uint8).reshape(h, w * bpp)
     scanlines = np.empty((h, w * bpp + 1), np.uint8)
-    filter_rows(raw, bpp, scanlines)
+    _run(filter_rows, raw, bpp, scanlines)
     ihdr = struct.pack(">IIBBBBB", w, h, depth, _PNG_COLOUR_TYPE[C], 0, 0, 0)
     return (
         PNG_SIGNATURE
