@@ -176,7 +176,9 @@ def process_file(task: Task, job, *, max_pixels: int | None, png_level: int, ski
         if same_file(task.source, task.dest):
             raise ImageError(f"{name}: refusing to overwrite the input with the output")
         t0 = time.perf_counter()
-        pic = images.decode(images.read_bytes(task.source), name, gray=job.gray, max_pixels=max_pixels)
+        data = images.read_bytes(task.source)
+        pic = images.decode(data, name, gray=job.gray, max_pixels=max_pixels)
+        del data  # peak memory: hold as few full-size buffers as possible at once
         t1 = time.perf_counter()
         res.height, res.width, res.channels = pic.pixels.shape
         res.dtype = str(pic.pixels.dtype)
@@ -191,7 +193,13 @@ def process_file(task: Task, job, *, max_pixels: int | None, png_level: int, ski
         res.compute_ms = (t2 - t1) * 1e3 - res.compile_ms
         res.out_height, res.out_width = out.array.shape[:2]
         res.values = out.values
-        images.write_output(render(job, out, pic, task.fmt, png_level), task.dest)
+        # peak memory: drop each full-size buffer as soon as the next one exists
+        alpha = pic.alpha
+        ready = prepare(job, out, pic.pixels.dtype, task.fmt)
+        del out, pic
+        if not isinstance(ready, bytes):
+            ready = images.encode(ready, alpha, task.fmt, png_level=png_level)
+        images.write_output(ready, task.dest)
         res.save_ms = (time.perf_counter() - t2) * 1e3
     except ImageError as exc:
         res.error = str(exc)
@@ -200,18 +208,17 @@ def process_file(task: Task, job, *, max_pixels: int | None, png_level: int, ski
     return res
 
 
-def render(job, out, pic, fmt: str, png_level: int) -> bytes:
-    """The bytes of a job's result in ``fmt``: pixels of the input's bit depth, or raw .npy."""
+def prepare(job, out, source_dtype, fmt: str):
+    """A job's result ready to encode: pixels of the input's bit depth, or the raw .npy bytes."""
     if fmt == "npy":
         return images.encode_npy(job.npy(out))
     pixels = out.array
     if pixels.dtype.kind == "f":
-        source = pic.pixels.dtype
-        target = source if source.kind == "u" else images.np.uint8
+        target = source_dtype if source_dtype.kind == "u" else images.np.uint8
         # float sources (mode F, .npy) have no natural range: clip means normalize for them
-        scale = out.scale if source.kind == "u" or out.scale != "clip" else "normalize"
+        scale = out.scale if source_dtype.kind == "u" or out.scale != "clip" else "normalize"
         pixels = images.to_pixels(pixels, target, scale, out.colour)
-    return images.encode(pixels, pic.alpha, fmt, png_level=png_level)
+    return pixels
 
 
 # --------------------------------------------------------------------------- many files
@@ -248,7 +255,9 @@ def _warm(job, fmt: str) -> None:
     for channels in (1, 3):
         pic = Picture(np.zeros((16, 16, channels), np.uint8), False, "RGB")
         try:
-            render(job, job.apply(pic), pic, fmt, images.DEFAULT_PNG_LEVEL)
+            ready = prepare(job, job.apply(pic), pic.pixels.dtype, fmt)
+            if not isinstance(ready, bytes):
+                images.encode(ready, pic.alpha, fmt)
         except ImageError:
             pass  # a window too large for the tiny image: nothing to warm
 

@@ -78,11 +78,13 @@ def _stdin_is_terminal() -> bool:
 
 def _execute(command: str, job, settings: dict, inputs, output, fmt, json_out, report, quiet, threads, jobs,
              recursive, skip_existing, max_pixels, compress_level, debug) -> None:  # fmt: skip
-    from rich.console import Console
-
     from . import api, batch, images, report as summary
 
-    console = Console(stderr=True)
+    console = None
+    if not quiet:  # Rich costs ~0.1 s to import: only for the summary and the progress bar
+        from rich.console import Console
+
+        console = Console(stderr=True)
     try:
         inputs = list(inputs or [])
         if not inputs:
@@ -459,6 +461,9 @@ def warmup(quiet: bool = QUIET) -> None:
 
 
 def main() -> None:
+    # Numba probes for SciPy's BLAS when it first loads compiled code (0.3 s where SciPy is
+    # installed). The command line never needs BLAS or SciPy, so the probe is answered "no".
+    sys.modules.setdefault("scipy.linalg.cython_blas", None)
     try:
         app(prog_name="poolcli")
     except KeyboardInterrupt:

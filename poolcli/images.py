@@ -132,7 +132,8 @@ def decode(data: bytes, name: str, *, gray: bool = False, max_pixels: int | None
         w, h = im.size
         _check_pixels(w, h, name, max_pixels)
         im.load()
-        im = ImageOps.exif_transpose(im)
+        if im.getexif().get(0x0112, 1) != 1:  # exif_transpose copies even when nothing turns
+            im = ImageOps.exif_transpose(im)
         return _from_pillow(im, gray)
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image, or a format Pillow cannot read") from None
@@ -399,20 +400,23 @@ def encode_png(pixels: np.ndarray, level: int = DEFAULT_PNG_LEVEL) -> bytes:
     scanlines = np.empty((h, w * bpp + 1), np.uint8)
     _run(filter_rows, raw, bpp, scanlines)
     ihdr = struct.pack(">IIBBBBB", w, h, depth, _PNG_COLOUR_TYPE[C], 0, 0, 0)
-    return (
-        PNG_SIGNATURE
-        + _png_chunk(b"IHDR", ihdr)
-        + _png_chunk(b"IDAT", _deflate(scanlines, level))
-        + _png_chunk(b"IEND", b"")
-    )
+    idat = _deflate(scanlines, level)  # a list of byte strings, joined once below
+    del scanlines
+    size = sum(len(b) for b in idat)
+    crc = zlib.crc32(b"IDAT")
+    for b in idat:
+        crc = zlib.crc32(b, crc)
+    head = PNG_SIGNATURE + _png_chunk(b"IHDR", ihdr) + struct.pack(">I", size) + b"IDAT"
+    tail = struct.pack(">I", crc & 0xFFFFFFFF) + _png_chunk(b"IEND", b"")
+    return b"".join([head, *idat, tail])
 
 
 PNG_THREADS = os.cpu_count() or 1  # batch workers set 1: their siblings use the other cores
 _PIECE = 1 << 21  # bytes of scanlines per independently compressed piece
 
 
-def _deflate(scanlines: np.ndarray, level: int) -> bytes:
-    """A zlib stream of ``scanlines``, compressed piecewise on up to PNG_THREADS threads."""
+def _deflate(scanlines: np.ndarray, level: int) -> list[bytes]:
+    """A zlib stream of ``scanlines`` as a list of parts, compressed on up to PNG_THREADS threads."""
     data = memoryview(scanlines.reshape(-1))
     strategy = zlib.Z_RLE if 1 <= level <= 3 else zlib.Z_DEFAULT_STRATEGY
     pieces = [data[i : i + _PIECE] for i in range(0, len(data), _PIECE)] or [data]
@@ -426,8 +430,7 @@ def _deflate(scanlines: np.ndarray, level: int) -> bytes:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(min(PNG_THREADS, len(pieces))) as pool:
-            body = b"".join(pool.map(squeeze, range(len(pieces))))
+            body = list(pool.map(squeeze, range(len(pieces))))
     else:
-        body = b"".join(squeeze(k) for k in range(len(pieces)))
-    header = bytes([0x78, 0x01])
-    return header + body + struct.pack(">I", zlib.adler32(data) & 0xFFFFFFFF)
+        body = [squeeze(k) for k in range(len(pieces))]
+    return [bytes([0x78, 0x01]), *body, struct.pack(">I", zlib.adler32(data) & 0xFFFFFFFF)]
