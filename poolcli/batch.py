@@ -175,6 +175,7 @@ def process_file(task: Task, job, *, max_pixels: int | None, png_level: int, ski
             return res
         if same_file(task.source, task.dest):
             raise ImageError(f"{name}: refusing to overwrite the input with the output")
+        take_compile_ms()
         t0 = time.perf_counter()
         data = images.read_bytes(task.source)
         pic = images.decode(data, name, gray=job.gray, max_pixels=max_pixels)
@@ -182,8 +183,8 @@ def process_file(task: Task, job, *, max_pixels: int | None, png_level: int, ski
         t1 = time.perf_counter()
         res.height, res.width, res.channels = pic.pixels.shape
         res.dtype = str(pic.pixels.dtype)
-        res.load_ms = (t1 - t0) * 1e3
-        take_compile_ms()
+        compiled = take_compile_ms()
+        res.load_ms = (t1 - t0) * 1e3 - compiled
         try:
             out = job.apply(pic)
         except ImageError as exc:
@@ -191,6 +192,7 @@ def process_file(task: Task, job, *, max_pixels: int | None, png_level: int, ski
         t2 = time.perf_counter()
         res.compile_ms = take_compile_ms()
         res.compute_ms = (t2 - t1) * 1e3 - res.compile_ms
+        res.compile_ms += compiled
         res.out_height, res.out_width = out.array.shape[:2]
         res.values = out.values
         # peak memory: drop each full-size buffer as soon as the next one exists
@@ -200,7 +202,9 @@ def process_file(task: Task, job, *, max_pixels: int | None, png_level: int, ski
         if not isinstance(ready, bytes):
             ready = images.encode(ready, alpha, task.fmt, png_level=png_level)
         images.write_output(ready, task.dest)
-        res.save_ms = (time.perf_counter() - t2) * 1e3
+        compiled = take_compile_ms()
+        res.save_ms = (time.perf_counter() - t2) * 1e3 - compiled
+        res.compile_ms += compiled
     except ImageError as exc:
         res.error = str(exc)
     except MemoryError:
@@ -246,20 +250,24 @@ def _worker_init(threads: int) -> None:
     images.PNG_THREADS = threads
 
 
-def _warm(job, fmt: str) -> None:
-    """Compile (or load from the cache) the job's 8-bit path, encoder included, before workers start."""
+def _warm(job, fmt: str) -> float:
+    """Compile (or load from the cache) the job's 8-bit path, encoder included, before workers
+    start; returns the milliseconds that took."""
     import numpy as np
 
+    from .api import take_compile_ms
     from .images import Picture
 
+    take_compile_ms()
     for channels in (1, 3):
         pic = Picture(np.zeros((16, 16, channels), np.uint8), False, "RGB")
         try:
             ready = prepare(job, job.apply(pic), pic.pixels.dtype, fmt)
             if not isinstance(ready, bytes):
-                images.encode(ready, pic.alpha, fmt)
+                images.decode(images.encode(ready, pic.alpha, fmt), "warm-up")
         except ImageError:
             pass  # a window too large for the tiny image: nothing to warm
+    return take_compile_ms()
 
 
 def run(
@@ -298,9 +306,15 @@ def _run_pool(tasks, job, jobs, kwargs, results, on_result) -> list[FileResult]:
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    _warm(job, tasks[0].fmt)
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["poolcli.batch", "poolcli.api", "poolcli.engine.convolve", "poolcli.engine.pool"])
+    import numba
+
+    warm_ms = _warm(job, tasks[0].fmt)
+    if numba.config.THREADING_LAYER == "workqueue":
+        # fork-safe threads: workers start instantly, with the warmed machine code in memory
+        ctx = mp.get_context("fork")
+    else:  # GNU OpenMP aborts a forked child: start workers from a clean server process
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["poolcli.batch", "poolcli.api", "poolcli.engine.convolve", "poolcli.engine.pool"])
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init, initargs=(1,))
     pending = iter(tasks)
     running = set()
@@ -316,6 +330,8 @@ def _run_pool(tasks, job, jobs, kwargs, results, on_result) -> list[FileResult]:
             done, running = wait(running, return_when=FIRST_COMPLETED)
             for fut in done:
                 res = fut.result()
+                res.compile_ms += warm_ms  # the warm-up is charged to the first file
+                warm_ms = 0.0
                 results.append(res)
                 on_result(res)
     except KeyboardInterrupt:

@@ -464,6 +464,9 @@ def main() -> None:
     # Numba probes for SciPy's BLAS when it first loads compiled code (0.3 s where SciPy is
     # installed). The command line never needs BLAS or SciPy, so the probe is answered "no".
     sys.modules.setdefault("scipy.linalg.cython_blas", None)
+    # Numba's "workqueue" threads survive fork(), unlike GNU OpenMP's: batch workers can then
+    # be forked from this process with the compiled code already loaded (see batch._run_pool).
+    os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
     try:
         app(prog_name="poolcli")
     except KeyboardInterrupt:

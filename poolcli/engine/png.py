@@ -1,4 +1,4 @@
-"""PNG row unfiltering (the one sequential step of PNG decoding), for the 16-bit colour reader."""
+"""PNG scanline filters: choosing and applying them (encoder) and undoing them (decoder)."""
 
 import numpy as np
 from numba import prange
@@ -8,28 +8,44 @@ from ._jit import jit, pjit
 
 @jit
 def unfilter(rows, bpp, out):
-    """out[y] = PNG scanline y with its filter (rows[y, 0]: None, Sub, Up, Average, Paeth) undone."""
+    """out[y] = PNG scanline y with its filter (rows[y, 0]: None, Sub, Up, Average, Paeth) undone.
+
+    One loop per filter type, so no branch runs per byte; uint8 arithmetic wraps modulo 256.
+    """
     h, n = out.shape
+    zero = np.zeros(n, np.uint8)
     for y in range(h):
         ft = rows[y, 0]
-        for i in range(n):
-            x = rows[y, i + 1]
-            a = out[y, i - bpp] if i >= bpp else 0
-            b = out[y - 1, i] if y > 0 else 0
-            if ft == 0:
-                v = x
-            elif ft == 1:
-                v = x + a
-            elif ft == 2:
-                v = x + b
-            elif ft == 3:
-                v = x + (a + b) // 2
-            else:
-                c = out[y - 1, i - bpp] if (y > 0 and i >= bpp) else 0
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                v = x + (a if (pa <= pb and pa <= pc) else (b if pb <= pc else c))
-            out[y, i] = v & 0xFF
+        x = rows[y, 1:]
+        cur = out[y]
+        up = out[y - 1] if y > 0 else zero
+        if ft == 0:
+            for i in range(n):
+                cur[i] = x[i]
+        elif ft == 1:
+            for i in range(bpp):
+                cur[i] = x[i]
+            for i in range(bpp, n):
+                cur[i] = x[i] + cur[i - bpp]
+        elif ft == 2:
+            for i in range(n):
+                cur[i] = x[i] + up[i]
+        elif ft == 3:
+            for i in range(bpp):
+                cur[i] = x[i] + (up[i] >> 1)
+            for i in range(bpp, n):
+                cur[i] = x[i] + np.uint8((np.int32(cur[i - bpp]) + np.int32(up[i])) >> 1)
+        else:
+            for i in range(bpp):
+                cur[i] = x[i] + up[i]
+            for i in range(bpp, n):
+                a = np.int32(cur[i - bpp])
+                b = np.int32(up[i])
+                c = np.int32(up[i - bpp])
+                pa = abs(b - c)
+                pb = abs(a - c)
+                pc = abs(a + b - 2 * c)
+                cur[i] = x[i] + np.uint8(a if (pa <= pb and pa <= pc) else (b if pb <= pc else c))
 
 
 @jit
