@@ -427,33 +427,49 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; " + "; ".join(versions)
 
 
+SECTIONS = ["compute", "e2e", "batch", "startup", "memory", "png"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
-    ap.add_argument("--only", nargs="*", default=["compute", "e2e", "batch", "startup", "memory", "png"])
+    ap.add_argument("--only", nargs="*", default=SECTIONS, choices=SECTIONS)
     ap.add_argument("--no-write", action="store_true", help="do not rewrite RESULTS.md")
+    ap.add_argument("--section", choices=SECTIONS, help=argparse.SUPPRESS)  # one section, in a child
     args = ap.parse_args()
     reps = 3 if args.quick else 7
+    if args.section:
+        with tempfile.TemporaryDirectory() as d:
+            tmp = Path(d)
+            data = ensure_data()
+            {
+                "compute": lambda: bench_compute(reps),
+                "e2e": lambda: bench_e2e(data, max(3, reps // 2), tmp),
+                "batch": lambda: bench_batch(data, 3, tmp),
+                "startup": lambda: bench_startup(data, reps, tmp),
+                "memory": lambda: bench_memory(data, tmp),
+                "png": lambda: bench_png(data, 3),
+            }[args.section]()
+        for item in sorted(set(SKIPPED)):
+            print(f"SKIPPED: {item}", flush=True)
+        return
     subprocess.run(POOLCLI + ["warmup", "-q"], check=True)
-    data = ensure_data()
+    ensure_data()
     say("# poolcli benchmark results\n")
     say(f"Machine: {machine()}.  ")
     say(f"Run: `python benchmarks/run.py{' --quick' if args.quick else ''}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())};"
-        f" {reps} alternating rounds per case (fewer for the slowest), medians.")  # fmt: skip
-    with tempfile.TemporaryDirectory() as d:
-        tmp = Path(d)
-        if "compute" in args.only:
-            bench_compute(reps)
-        if "e2e" in args.only:
-            bench_e2e(data, max(3, reps // 2), tmp)
-        if "batch" in args.only:
-            bench_batch(data, 3, tmp)
-        if "startup" in args.only:
-            bench_startup(data, reps, tmp)
-        if "memory" in args.only:
-            bench_memory(data, tmp)
-        if "png" in args.only:
-            bench_png(data, 3)
+        f" {reps} alternating rounds per case (3 for the batch, fewer for the slowest), medians."
+        " Each section runs in a fresh process, so threads a peer leaves spinning cannot slow the next.")  # fmt: skip
+    for section in args.only:
+        cmd = [sys.executable, __file__, "--section", section] + (["--quick"] if args.quick else [])
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        for line in proc.stdout.splitlines():
+            if line.startswith("SKIPPED: "):
+                SKIPPED.append(line[len("SKIPPED: ") :])
+            else:
+                say(line)
+        if proc.returncode != 0:
+            say(f"\n(section {section} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode})")
     if SKIPPED:
         say("\nSkipped peers: " + ", ".join(sorted(set(SKIPPED))))
     if not args.no_write:

@@ -124,6 +124,10 @@ def decode(data: bytes, name: str, *, gray: bool = False, max_pixels: int | None
         pic = _decode_png(data, name)
         if pic is not None:
             return _gray(pic) if gray else pic
+    if data[:4] in (b"II*\0", b"MM\0*"):
+        pic = _decode_tiff16(data, name, max_pixels)
+        if pic is not None:
+            return _gray(pic) if gray else pic
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     Image.MAX_IMAGE_PIXELS = None  # the limit is ours (--max-pixels), checked before decoding
@@ -266,11 +270,11 @@ def encode(pixels: np.ndarray, alpha: bool, fmt: str, *, png_level: int = DEFAUL
     if fmt == "png":
         return encode_png(pixels, png_level)
     buf = io.BytesIO()
-    if pixels.dtype == np.uint16:
+    if pixels.dtype == np.uint16:  # fmt is tiff here
         if C == 1:
             Image.fromarray(np.ascontiguousarray(pixels[:, :, 0])).save(buf, "TIFF", compression="tiff_deflate")
             return buf.getvalue()
-        pixels = ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)  # Pillow: 8-bit colour TIFF only
+        return encode_tiff16(pixels)
     if fmt == "jpg" and alpha:  # JPEG has no alpha channel: drop it
         pixels, alpha, C = pixels[:, :, :-1], False, C - 1
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[C]
@@ -342,12 +346,9 @@ def _decode_png(data: bytes, name: str) -> Picture | None:
     """Decode a plain PNG (8 or 16 bits; gray, gray+alpha, RGB, RGBA; not interlaced) or None.
 
     None means Pillow should read it (palettes, tRNS transparency, EXIF, interlacing, 1–4-bit
-    depths).  This path is ~3× faster than Pillow's and keeps 16-bit colour, which Pillow
-    reduces to 8 bits; a 16-bit colour PNG that it cannot read is an error, not a silent loss.
+    depths).  This path is faster than Pillow's and keeps 16-bit colour, which Pillow reduces
+    to 8 bits; a 16-bit colour PNG that it cannot read is an error, not a silent loss.
     """
-    from .api import _run
-    from .engine.png import unfilter
-
     try:
         w, h, depth, colour_type, _c, _f, interlace = struct.unpack(">IIBBBBB", data[16:29])
         deep_colour = depth == 16 and colour_type in (2, 4, 6)
@@ -375,15 +376,7 @@ def _decode_png(data: bytes, name: str) -> Picture | None:
             raise ImageError(f"{name}: truncated or corrupt image (no image data)")
         C = _PNG_CHANNELS[colour_type]
         bpp = C * depth // 8
-        stride = w * bpp
-        raw = zlib.decompress(b"".join(idat))
-        if len(raw) < (stride + 1) * h:
-            raise ImageError(f"{name}: truncated or corrupt image (image data cut short)")
-        rows = np.frombuffer(raw, np.uint8, (stride + 1) * h).reshape(h, stride + 1)
-        if rows[:, 0].max() > 4:
-            raise ImageError(f"{name}: truncated or corrupt image (bad PNG filter type)")
-        plain = np.empty((h, stride), np.uint8)
-        _run(unfilter, rows, bpp, plain)
+        plain = _inflate_scanlines(idat, h, w * bpp, bpp, name)
     except (struct.error, zlib.error) as exc:
         raise ImageError(f"{name}: truncated or corrupt image ({exc})") from None
     if depth == 16:
@@ -392,6 +385,22 @@ def _decode_png(data: bytes, name: str) -> Picture | None:
         pixels = plain.reshape(h, w, C)
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[C] + (";16" if depth == 16 else "")
     return Picture(pixels, C in (2, 4), mode)
+
+
+def _inflate_scanlines(idat: list[bytes], h: int, stride: int, bpp: int, name: str) -> np.ndarray:
+    """Decompress PNG image data and undo its row filters into (h, stride) bytes."""
+    from .api import _run
+    from .engine.png import unfilter
+
+    raw = zlib.decompress(b"".join(idat))
+    if len(raw) < (stride + 1) * h:
+        raise ImageError(f"{name}: truncated or corrupt image (image data cut short)")
+    rows = np.frombuffer(raw, np.uint8, (stride + 1) * h).reshape(h, stride + 1)
+    if rows[:, 0].max() > 4:
+        raise ImageError(f"{name}: truncated or corrupt image (bad PNG filter type)")
+    plain = np.empty((h, stride), np.uint8)
+    _run(unfilter, rows, bpp, plain)
+    return plain
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
@@ -450,3 +459,90 @@ def _deflate(scanlines: np.ndarray, level: int) -> list[bytes]:
     else:
         body = [squeeze(k) for k in range(len(pieces))]
     return [bytes([0x78, 0x01]), *body, struct.pack(">I", zlib.adler32(data) & 0xFFFFFFFF)]
+
+
+# --------------------------------------------------------------------------- 16-bit colour TIFF
+
+_TIFF_TYPES = {3: ("H", 2), 4: ("I", 4)}  # SHORT, LONG
+
+
+def encode_tiff16(pixels: np.ndarray) -> bytes:
+    """A baseline TIFF of (H, W, C) uint16 pixels, C = 2 (gray+alpha), 3 (RGB) or 4 (RGBA).
+
+    Pillow writes 16 bits per channel for grayscale only; this writes one deflate-compressed
+    strip, little-endian, with the alpha channel marked as unassociated.
+    """
+    h, w, C = pixels.shape
+    body = zlib.compress(np.ascontiguousarray(pixels, dtype="<u2").tobytes(), 6)
+    bits_at = 8  # the BitsPerSample array, then the strip, then the IFD
+    strip_at = bits_at + 2 * C
+    ifd_at = strip_at + len(body) + (len(body) & 1)
+    tags = [
+        (256, 4, 1, w), (257, 4, 1, h), (258, 3, C, bits_at), (259, 3, 1, 8),
+        (262, 3, 1, 2 if C >= 3 else 1), (273, 4, 1, strip_at), (277, 3, 1, C), (278, 4, 1, h),
+        (279, 4, 1, len(body)), (284, 3, 1, 1),
+    ]  # fmt: skip
+    if C in (2, 4):
+        tags.append((338, 3, 1, 2))  # ExtraSamples: unassociated alpha
+    ifd = struct.pack("<H", len(tags))
+    for tag, kind, count, value in tags:
+        if tag == 258 and C == 2:  # two SHORTs fit in the entry itself
+            packed = struct.pack("<HH", 16, 16)
+        elif kind == 3 and count == 1:
+            packed = struct.pack("<H", value) + b"\0\0"
+        else:
+            packed = struct.pack("<I", value)
+        ifd += struct.pack("<HHI", tag, kind, count) + packed
+    ifd += struct.pack("<I", 0)
+    head = b"II*\0" + struct.pack("<I", ifd_at) + struct.pack(f"<{C}H", *([16] * C))
+    return head + body + b"\0" * (len(body) & 1) + ifd
+
+
+def _decode_tiff16(data: bytes, name: str, max_pixels: int | None) -> Picture | None:
+    """Read a 16-bit colour TIFF (chunky, uncompressed or deflate, predictor 1 or 2), else None.
+
+    Pillow reads 16-bit colour TIFFs as 8-bit, so these are read here to keep their precision;
+    every other TIFF (and anything this reader does not know) goes to Pillow.
+    """
+    try:
+        end = "<" if data[:2] == b"II" else ">"
+        (first,) = struct.unpack(end + "I", data[4:8])
+        (count,) = struct.unpack(end + "H", data[first : first + 2])
+        tags: dict[int, list[int]] = {}
+        for k in range(count):
+            tag, kind, n, raw = struct.unpack(end + "HHI4s", data[first + 2 + 12 * k : first + 14 + 12 * k])
+            if kind not in _TIFF_TYPES:
+                continue
+            code, size = _TIFF_TYPES[kind]
+            blob = raw if n * size <= 4 else data[struct.unpack(end + "I", raw)[0] :][: n * size]
+            tags[tag] = list(struct.unpack(f"{end}{n}{code}", blob[: n * size]))
+        C = tags.get(277, [1])[0]
+        if C < 2 or tags.get(258, [0]) != [16] * C:
+            return None
+        if tags.get(259, [1])[0] not in (1, 8, 32946) or tags.get(284, [1])[0] != 1 or 322 in tags:
+            return None  # other compressions, planar or tiled layouts: Pillow's business
+        w, h = tags[256][0], tags[257][0]
+        _check_pixels(w, h, name, max_pixels)
+        chunks = []
+        for off, size in zip(tags[273], tags[279]):
+            strip = data[off : off + size]
+            if len(strip) != size:
+                raise ImageError(f"{name}: truncated or corrupt image (TIFF strip cut short)")
+            chunks.append(zlib.decompress(strip) if tags[259][0] != 1 else strip)
+        plain = b"".join(chunks)
+        if len(plain) < w * h * C * 2:
+            raise ImageError(f"{name}: truncated or corrupt image (TIFF data cut short)")
+        pixels = np.frombuffer(plain, end + "u2", w * h * C).reshape(h, w, C).astype(np.uint16)
+        if tags.get(317, [1])[0] == 2:  # horizontal differencing
+            pixels = np.cumsum(pixels, axis=1, dtype=np.uint16)
+    except (struct.error, zlib.error, KeyError, IndexError, ValueError) as exc:
+        raise ImageError(f"{name}: truncated or corrupt image ({exc.__class__.__name__})") from None
+    photometric = tags.get(262, [2])[0]
+    if photometric not in (1, 2):
+        return None
+    alpha = C in (2, 4)
+    if photometric == 1 and C > 2 or photometric == 2 and C < 3:
+        return None
+    keep = 4 if C >= 4 else (3 if C == 3 else 2)
+    mode = {2: "LA", 3: "RGB", 4: "RGBA"}[keep] + ";16"
+    return Picture(np.ascontiguousarray(pixels[:, :, :keep]), alpha, mode)

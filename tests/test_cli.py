@@ -401,3 +401,17 @@ def test_exif_orientation_is_applied(cli, tmp_path):
     r = cli("convolve", "rot.jpg", "-k", "identity")
     assert r.code == 0, r
     assert decode(tmp_path / "rot_identity.png").size == (10, 20)
+
+
+@pytest.mark.parametrize("channels", [2, 3, 4])
+def test_sixteen_bit_colour_tiff_round_trip(cli, tmp_path, channels):
+    """Pillow writes 16-bit TIFF for gray only; poolcli keeps 16 bits for colour too."""
+    from poolcli import images
+
+    px = np.random.default_rng(channels).integers(0, 65536, (20, 30, channels)).astype(np.uint16)
+    (tmp_path / "c16.tiff").write_bytes(images.encode(px, channels in (2, 4), "tiff"))
+    r = cli("pool", "c16.tiff", "-m", "max", "-s", "2", "-o", "out.tiff")
+    assert r.code == 0, r
+    pic = images.decode((tmp_path / "out.tiff").read_bytes(), "out.tiff")
+    assert pic.pixels.dtype == np.uint16 and pic.alpha == (channels in (2, 4))
+    np.testing.assert_array_equal(pic.pixels, poolcli.pool(px, "max", 2))
