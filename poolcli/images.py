@@ -22,6 +22,14 @@ import numpy as np
 
 from .errors import ImageError, UsageError
 
+try:  # ISA-L: about 2x faster inflate and 3x faster deflate than zlib (benchmarks/RESULTS.md)
+    from isal import isal_zlib as _fast_zlib
+
+    _ZLIB_ERRORS: tuple[type[Exception], ...] = (zlib.error, _fast_zlib.error)
+except ImportError:  # the plain zlib module does the same work, slower
+    _fast_zlib = None
+    _ZLIB_ERRORS = (zlib.error,)
+
 FORMATS = {
     "png": "png",
     "jpg": "jpg",
@@ -377,7 +385,7 @@ def _decode_png(data: bytes, name: str) -> Picture | None:
         C = _PNG_CHANNELS[colour_type]
         bpp = C * depth // 8
         plain = _inflate_scanlines(idat, h, w * bpp, bpp, name)
-    except (struct.error, zlib.error) as exc:
+    except (struct.error, *_ZLIB_ERRORS) as exc:
         raise ImageError(f"{name}: truncated or corrupt image ({exc})") from None
     if depth == 16:
         pixels = plain.view(">u2").reshape(h, w, C).astype(np.uint16)
@@ -392,7 +400,7 @@ def _inflate_scanlines(idat: list[bytes], h: int, stride: int, bpp: int, name: s
     from .api import _run
     from .engine.png import unfilter
 
-    raw = zlib.decompress(b"".join(idat))
+    raw = (_fast_zlib or zlib).decompress(b"".join(idat))
     if len(raw) < (stride + 1) * h:
         raise ImageError(f"{name}: truncated or corrupt image (image data cut short)")
     rows = np.frombuffer(raw, np.uint8, (stride + 1) * h).reshape(h, stride + 1)
@@ -412,8 +420,9 @@ def encode_png(pixels: np.ndarray, level: int = DEFAULT_PNG_LEVEL) -> bytes:
 
     Rows get libpng's adaptive filter choice (compiled, in parallel); the deflate stream is
     compressed in independent pieces on several threads, joined with sync flushes as pigz
-    does.  Level 1–3 use zlib's run-length strategy, which on photographs is both the fastest
-    and, after adaptive filtering, smaller than Pillow's default level 6 (benchmarks/RESULTS.md).
+    does.  Levels 1–3 use ISA-L's fast deflate (zlib's run-length strategy without it), which
+    on photographs is several times faster than Pillow's default level 6 at a smaller size
+    (benchmarks/RESULTS.md); levels 4–9 use zlib's default strategy.
     """
     from .api import _run
     from .engine.png import filter_rows
@@ -443,11 +452,16 @@ _PIECE = 1 << 21  # bytes of scanlines per independently compressed piece
 def _deflate(scanlines: np.ndarray, level: int) -> list[bytes]:
     """A zlib stream of ``scanlines`` as a list of parts, compressed on up to PNG_THREADS threads."""
     data = memoryview(scanlines.reshape(-1))
-    strategy = zlib.Z_RLE if 1 <= level <= 3 else zlib.Z_DEFAULT_STRATEGY
     pieces = [data[i : i + _PIECE] for i in range(0, len(data), _PIECE)] or [data]
 
+    def compressor():
+        if 1 <= level <= 3 and _fast_zlib is not None:
+            return _fast_zlib.compressobj(level, zlib.DEFLATED, -15, 9)
+        strategy = zlib.Z_RLE if 1 <= level <= 3 else zlib.Z_DEFAULT_STRATEGY
+        return zlib.compressobj(level, zlib.DEFLATED, -15, 9, strategy)
+
     def squeeze(k: int) -> bytes:
-        co = zlib.compressobj(level, zlib.DEFLATED, -15, 9, strategy)
+        co = compressor()
         last = k == len(pieces) - 1
         return co.compress(pieces[k]) + co.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
 
