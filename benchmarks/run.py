@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -28,7 +27,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DATA = HERE / "data"
 SAMPLES = ROOT / "sample_images"
-POOLCLI = [str(Path(sys.executable).with_name("poolcli"))] if Path(sys.executable).with_name("poolcli").exists() else [sys.executable, "-m", "poolcli"]
+POOLCLI = (
+    [str(Path(sys.executable).with_name("poolcli"))]
+    if Path(sys.executable).with_name("poolcli").exists()
+    else [sys.executable, "-m", "poolcli"]
+)
 MAGICK = shutil.which("magick") or ("/usr/bin/convert" if os.path.exists("/usr/bin/convert") else None)
 MOGRIFY = shutil.which("mogrify")
 VIPS = shutil.which("vips")
@@ -173,7 +176,9 @@ def bench_compute(reps: int) -> None:
     for dtype, img in (("uint8", u8), ("float32", f32)):
         cases = {"poolcli": lambda img=img: poolcli.pool(img, "max", 2)}
         if cv2 is not None:
-            cases["OpenCV dilate+slice"] = lambda img=img: cv2.dilate(img, np.ones((2, 2), np.uint8), anchor=(0, 0))[::2, ::2]
+            cases["OpenCV dilate+slice"] = lambda img=img: cv2.dilate(img, np.ones((2, 2), np.uint8), anchor=(0, 0))[
+                ::2, ::2
+            ]
         cases["NumPy reshape-max"] = lambda img=img: img.reshape(2048, 2, 2048, 2, 3).max(axis=(1, 3))
         if skm is not None:
             cases["scikit-image block_reduce"] = lambda img=img: skm.block_reduce(img, (2, 2, 1), np.max)
@@ -185,8 +190,12 @@ def bench_compute(reps: int) -> None:
     for dtype, img in (("uint8", u8), ("float32", f32)):
         cases = {"poolcli": lambda img=img: poolcli.pool(img, "avg", 2)}
         if cv2 is not None:
-            cases["OpenCV resize INTER_AREA"] = lambda img=img: cv2.resize(img, (2048, 2048), interpolation=cv2.INTER_AREA)
-        cases["NumPy reshape-mean"] = lambda img=img: img.reshape(2048, 2, 2048, 2, 3).mean(axis=(1, 3), dtype=np.float32)
+            cases["OpenCV resize INTER_AREA"] = lambda img=img: cv2.resize(
+                img, (2048, 2048), interpolation=cv2.INTER_AREA
+            )
+        cases["NumPy reshape-mean"] = lambda img=img: img.reshape(2048, 2, 2048, 2, 3).mean(
+            axis=(1, 3), dtype=np.float32
+        )
         if skm is not None:
             cases["scikit-image block_reduce"] = lambda img=img: skm.block_reduce(img, (2, 2, 1), np.mean)
         if torch is not None:
@@ -242,7 +251,9 @@ OPENCV_LOOP = textwrap.dedent(
 
 
 def run(cmd: list[str] | str, **kw) -> None:
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, shell=isinstance(cmd, str), **kw)
+    subprocess.run(
+        cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, shell=isinstance(cmd, str), **kw
+    )
 
 
 def bench_e2e(data, reps: int, tmp: Path) -> None:
@@ -253,14 +264,24 @@ def bench_e2e(data, reps: int, tmp: Path) -> None:
     have_cv = optional("cv2") is not None
     for op in ("sobel", "max2"):
         if op == "sobel":
-            cases = {"poolcli": lambda: run(POOLCLI + ["convolve", str(big), "-k", "sobel", "-q", "-o", str(tmp / "p.png")])}
+            cases = {
+                "poolcli": lambda: run(POOLCLI + ["convolve", str(big), "-k", "sobel", "-q", "-o", str(tmp / "p.png")])
+            }
         else:
-            cases = {"poolcli": lambda: run(POOLCLI + ["pool", str(big), "-m", "max", "-s", "2", "-q", "-o", str(tmp / "p.png")])}
+            cases = {
+                "poolcli": lambda: run(
+                    POOLCLI + ["pool", str(big), "-m", "max", "-s", "2", "-q", "-o", str(tmp / "p.png")]
+                )
+            }
         if have_cv:
-            cases["OpenCV script"] = lambda op=op: run([sys.executable, str(tmp / "cv.py"), op, str(big), str(tmp / "c.png")])
+            cases["OpenCV script"] = lambda op=op: run(
+                [sys.executable, str(tmp / "cv.py"), op, str(big), str(tmp / "c.png")]
+            )
         if VIPS:
             if op == "sobel":
-                cases["vips conv (Sobel x only)"] = lambda: run([VIPS, "conv", str(big), str(tmp / "v.png"), str(tmp / "sobel.mat")])
+                cases["vips conv (Sobel x only)"] = lambda: run(
+                    [VIPS, "conv", str(big), str(tmp / "v.png"), str(tmp / "sobel.mat")]
+                )
             else:
                 cases["vips shrink 2 (average)"] = lambda: run([VIPS, "shrink", str(big), str(tmp / "v.png"), "2", "2"])
         else:
@@ -268,10 +289,23 @@ def bench_e2e(data, reps: int, tmp: Path) -> None:
         if MAGICK:
             if op == "sobel":
                 cases["ImageMagick convert -morphology Sobel"] = lambda: run(
-                    [MAGICK, str(big), "-define", "convolve:scale=50%!", "-bias", "50%", "-morphology", "Convolve", "Sobel", str(tmp / "m.png")]
+                    [
+                        MAGICK,
+                        str(big),
+                        "-define",
+                        "convolve:scale=50%!",
+                        "-bias",
+                        "50%",
+                        "-morphology",
+                        "Convolve",
+                        "Sobel",
+                        str(tmp / "m.png"),
+                    ]
                 )
             else:
-                cases["ImageMagick convert -scale 50%"] = lambda: run([MAGICK, str(big), "-scale", "50%", str(tmp / "m.png")])
+                cases["ImageMagick convert -scale 50%"] = lambda: run(
+                    [MAGICK, str(big), "-scale", "50%", str(tmp / "m.png")]
+                )
         else:
             SKIPPED.append("ImageMagick (apt-get install imagemagick)")
         table(f"12 MP {'Sobel edge map' if op == 'sobel' else 'max pool 2'}", rounds(cases, reps), "poolcli",
@@ -296,13 +330,20 @@ def bench_batch(data, reps: int, tmp: Path) -> None:
             return go
 
         if op == "max2":
-            cases = {"poolcli --jobs 2": fresh(POOLCLI + ["pool", str(folder), "-m", "max", "-s", "2", "-q", "-o", str(out)])}
+            cases = {
+                "poolcli --jobs 2": fresh(POOLCLI + ["pool", str(folder), "-m", "max", "-s", "2", "-q", "-o", str(out)])
+            }
         else:
-            cases = {"poolcli --jobs 2": fresh(POOLCLI + ["convolve", str(folder), "-k", "sobel", "-q", "-o", str(out)])}
+            cases = {
+                "poolcli --jobs 2": fresh(POOLCLI + ["convolve", str(folder), "-k", "sobel", "-q", "-o", str(out)])
+            }
         if optional("cv2") is not None:
-            cases["OpenCV loop, 1 process"] = fresh([sys.executable, str(tmp / "loop.py"), "sobel" if op == "sobel" else "max", str(folder), str(out)])
+            cases["OpenCV loop, 1 process"] = fresh(
+                [sys.executable, str(tmp / "loop.py"), "sobel" if op == "sobel" else "max", str(folder), str(out)]
+            )
         if op == "max2":
             if MOGRIFY:
+
                 def mog():
                     shutil.rmtree(out, ignore_errors=True)
                     out.mkdir()
@@ -322,12 +363,18 @@ def bench_batch(data, reps: int, tmp: Path) -> None:
 
 def bench_startup(data, reps: int, tmp: Path) -> None:
     say("\n### 4. Start-up\n")
-    run(POOLCLI + ["pool", str(data["small"]), "-m", "max", "-s", "2", "-q", "-o", str(tmp / "s.png")])  # warm the cache
+    run(
+        POOLCLI + ["pool", str(data["small"]), "-m", "max", "-s", "2", "-q", "-o", str(tmp / "s.png")]
+    )  # warm the cache
     res = rounds(
         {
             "poolcli --help": lambda: run(POOLCLI + ["--help"]),
-            "poolcli pool (0.3 MP, warm cache)": lambda: run(POOLCLI + ["pool", str(data["small"]), "-m", "max", "-s", "2", "-q", "-o", str(tmp / "s.png")]),
-            "poolcli convolve -k sobel (0.3 MP, warm cache)": lambda: run(POOLCLI + ["convolve", str(data["small"]), "-k", "sobel", "-q", "-o", str(tmp / "s.png")]),
+            "poolcli pool (0.3 MP, warm cache)": lambda: run(
+                POOLCLI + ["pool", str(data["small"]), "-m", "max", "-s", "2", "-q", "-o", str(tmp / "s.png")]
+            ),
+            "poolcli convolve -k sobel (0.3 MP, warm cache)": lambda: run(
+                POOLCLI + ["convolve", str(data["small"]), "-k", "sobel", "-q", "-o", str(tmp / "s.png")]
+            ),
         },
         reps * 2,
     )
@@ -386,6 +433,7 @@ def bench_png(data, reps: int) -> None:
     cases.update({f"poolcli encoder level {lv}": ours(lv) for lv in (1, 2, 6)})
     cv2 = optional("cv2")
     if cv2 is not None:
+
         def cvenc():
             ok, buf = cv2.imencode(".png", arr[:, :, ::-1])
             sizes["OpenCV imencode (level 1)"] = len(buf)
@@ -428,6 +476,7 @@ def machine() -> str:
 
 
 SECTIONS = ["compute", "e2e", "batch", "startup", "memory", "png"]
+ANALYSIS = "## Analysis"
 
 
 def main() -> None:
@@ -469,11 +518,16 @@ def main() -> None:
             else:
                 say(line)
         if proc.returncode != 0:
-            say(f"\n(section {section} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode})")
+            say(
+                f"\n(section {section} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode})"
+            )
     if SKIPPED:
         say("\nSkipped peers: " + ", ".join(sorted(set(SKIPPED))))
     if not args.no_write:
-        (HERE / "RESULTS.md").write_text("\n".join(REPORT) + "\n")
+        # the hand-written analysis at the end of RESULTS.md survives a re-run
+        old = (HERE / "RESULTS.md").read_text() if (HERE / "RESULTS.md").exists() else ""
+        analysis = old[old.index(ANALYSIS) :] if ANALYSIS in old else ""
+        (HERE / "RESULTS.md").write_text("\n".join(REPORT) + "\n\n" + analysis)
 
 
 if __name__ == "__main__":

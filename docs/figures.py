@@ -43,7 +43,9 @@ def boundary_modes() -> None:
     for mode in ("reflect", "mirror", "nearest", "wrap", "constant"):
         rows = index_map(cat.shape[0], pad, pad, mode)
         cols = index_map(cat.shape[1], pad, pad, mode)
-        padded = np.where((rows[:, None, None] >= 0) & (cols[None, :, None] >= 0), cat[rows][:, cols], 0).astype(np.uint8)
+        padded = np.where((rows[:, None, None] >= 0) & (cols[None, :, None] >= 0), cat[rows][:, cols], 0).astype(
+            np.uint8
+        )
         big = np.kron(padded, np.ones((2, 2, 1), np.uint8))
         im = Image.fromarray(big)
         ImageDraw.Draw(im).rectangle([2 * pad - 1, 2 * pad - 1, 2 * (pad + 48), 2 * (pad + 48)], outline=(255, 40, 40))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -63,7 +63,7 @@ def engine():
     return eng
 
 
-def _run(fn, *args) -> None:
+def run_compiled(fn, *args) -> None:
     """Call a compiled engine function, timing its compilation (or cache load) separately."""
     global _compile_ms
     from numba import typeof
@@ -76,7 +76,7 @@ def _run(fn, *args) -> None:
     fn(*args)
 
 
-def _row_blocks(rows: int) -> int:
+def row_blocks(rows: int) -> int:
     """How many blocks of output rows to hand to ``prange``: a few per thread, for balance."""
     import numba
 
@@ -146,7 +146,7 @@ def _positive_int(value, name: str) -> int:
     return int(value)
 
 
-def _pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
+def parse_pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
     """(a, b) from an int, a 2-sequence, or a string 'K' / 'AxB'."""
     if isinstance(value, str):
         m = re.fullmatch(r"\s*(-?\d+)\s*(?:[xX×,]\s*(-?\d+)\s*)?", value)
@@ -301,7 +301,7 @@ def _correlate(img: np.ndarray, k: np.ndarray, mode: str, cval: float, stride: i
         rowmap = index_map(H, top, eh - top, mode)
         colmap = index_map(W, left, ew - left, mode)
     out = np.empty(((fh - 1) // stride + 1, (fw - 1) // stride + 1, C), np.float32)
-    head = (img, rowmap, colmap, left, np.float32(cval), stride, _row_blocks(out.shape[0]))
+    head = (img, rowmap, colmap, left, np.float32(cval), stride, row_blocks(out.shape[0]))
     kernels = [k] if k.ndim == 2 else [k[0], k[1]]
     factors = [_rank1(kk) for kk in kernels]
     if all(f is not None for f in factors) and (
@@ -310,7 +310,7 @@ def _correlate(img: np.ndarray, k: np.ndarray, mode: str, cval: float, stride: i
         roffs = np.arange(kh, dtype=np.int64) * dilation
         rsel, rw, rcount = _taps([f[0] for f in factors])
         csel, cw, ccount = _taps([f[1] for f in factors])
-        _run(eng.correlate_separable, *head, roffs, rsel, rw, rcount, csel * dilation, cw, ccount, out)
+        run_compiled(eng.correlate_separable, *head, roffs, rsel, rw, rcount, csel * dilation, cw, ccount, out)
         return out
     if len(kernels) == 2:
         other = np.empty_like(out)
@@ -342,7 +342,7 @@ def _correlate_taps(eng, head, k: np.ndarray, dilation: int, out: np.ndarray) ->
     used, trow = np.unique(rows, return_inverse=True)
     roffs = used.astype(np.int64) * dilation
     tcol = cols.astype(np.int64) * dilation
-    _run(eng.correlate_taps, *head, roffs, trow.astype(np.int64), tcol, k[rows, cols].astype(np.float32), out)
+    run_compiled(eng.correlate_taps, *head, roffs, trow.astype(np.int64), tcol, k[rows, cols].astype(np.float32), out)
 
 
 # --------------------------------------------------------------------------- pooling
@@ -456,7 +456,7 @@ def pool(
     H, W, C = img.shape
 
     if output_size is not None:
-        oh, ow = _pair(output_size, "output_size")
+        oh, ow = parse_pair(output_size, "output_size")
         rstart, rcount = _adaptive_windows(H, oh)
         cstart, ccount = _adaptive_windows(W, ow)
         dh = dw = 1
@@ -465,10 +465,10 @@ def pool(
         rpad = rval = rcount
         cpad = cval = ccount
     else:
-        kh, kw = _pair(size, "size")
-        sh, sw = (kh, kw) if stride is None else _pair(stride, "stride")
-        ph, pw = _pair(padding, "padding", minimum=0)
-        dh, dw = _pair(dilation, "dilation")
+        kh, kw = parse_pair(size, "size")
+        sh, sw = (kh, kw) if stride is None else parse_pair(stride, "stride")
+        ph, pw = parse_pair(padding, "padding", minimum=0)
+        dh, dw = parse_pair(dilation, "dilation")
         if ph > kh // 2 or pw > kw // 2:
             raise UsageError(
                 f"padding {ph}x{pw} is more than half the window {kh}x{kw}; use at most {kh // 2}x{kw // 2}"
@@ -488,7 +488,7 @@ def pool(
         out = np.empty((oh, ow, C), img.dtype)
         sign = 1 if mode == "max" else -1
         if fast:
-            _run(eng.pool_extreme_blocks, img, kh, kw, sign, _row_blocks(oh), out)
+            run_compiled(eng.pool_extreme_blocks, img, kh, kw, sign, row_blocks(oh), out)
         else:
             # a window of padding only (possible with dilation) gets the reduction's identity
             if img.dtype.kind == "f":
@@ -496,13 +496,13 @@ def pool(
             else:
                 fill = np.iinfo(img.dtype).min if sign > 0 else np.iinfo(img.dtype).max
                 fill = img.dtype.type(fill)
-            _run(eng.pool_extreme, img, rstart, rcount, dh, cstart, ccount, dw, sign, fill, _row_blocks(oh), out)
+            run_compiled(eng.pool_extreme, img, rstart, rcount, dh, cstart, ccount, dw, sign, fill, row_blocks(oh), out)
     elif mode in ("avg", "lp"):
         out = np.empty((oh, ow, C), np.float32)
         # float32 sums are exact for 8-bit pixels (up to 65,793 per window); else float64
         acc_like = np.zeros(0, np.float32 if img.dtype == np.uint8 and mode == "avg" else np.float64)
         if mode == "avg" and fast and divisor is None:
-            _run(eng.pool_avg_blocks, img, kh, kw, _row_blocks(oh), acc_like, out)
+            run_compiled(eng.pool_avg_blocks, img, kh, kw, row_blocks(oh), acc_like, out)
         else:
             if mode == "avg":
                 power, mul = 1.0, 1.0
@@ -519,7 +519,7 @@ def pool(
                 else:  # lp_pool2d = avg_pool2d(x^p, padding=0, ceil_mode) · kh·kw, then ^(1/p)
                     div, mul = np.outer(rpad, cpad).astype(np.float64), float(kh * kw)
             div = np.ascontiguousarray(div)
-            _run(eng.pool_sum, img, rstart, rcount, dh, cstart, ccount, dw, power, div, mul, acc_like, out)
+            run_compiled(eng.pool_sum, img, rstart, rcount, dh, cstart, ccount, dw, power, div, mul, acc_like, out)
     else:
         out = np.empty((oh, ow, C), img.dtype)
         stochastic = mode == "stochastic"
@@ -528,5 +528,5 @@ def pool(
         elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
         seed = int(seed) & 0x7FFFFFFFFFFFFFFF
-        _run(eng.pool_select, img, rstart, rcount, dh, cstart, ccount, dw, stochastic, seed, out)
+        run_compiled(eng.pool_select, img, rstart, rcount, dh, cstart, ccount, dw, stochastic, seed, out)
     return out[:, :, 0] if squeeze else out

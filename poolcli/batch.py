@@ -11,8 +11,8 @@ import glob
 import os
 import signal
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 from . import images
 from .errors import ImageError, UsageError
@@ -114,9 +114,7 @@ def _walk(folder: str, recursive: bool, skip_root: str | None, found: Expanded) 
                 found.notes.append(f"{path}: skipped, not an image file")
 
 
-def plan(
-    found: Expanded, *, output: str | None, fmt: str | None, tag: str, to_dir: bool
-) -> list[Task]:
+def plan(found: Expanded, *, output: str | None, fmt: str | None, tag: str, to_dir: bool) -> list[Task]:
     """Destination of every input.
 
     One file and no ``-o`` writes ``{stem}_{tag}.{ext}`` beside it; stdin with no ``-o`` writes to

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import List, Optional
 
 import typer
 
@@ -44,7 +43,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """Convolution kernels and CNN pooling for images, compiled with Numba."""
 
@@ -65,7 +66,9 @@ MAX_PIXELS = typer.Option(
     89_478_485, "--max-pixels", min=0, help="Refuse larger images (decompression bombs); 0 lifts the limit."
 )
 GRAY = typer.Option(False, "--gray", help="Convert to one luma channel first (alpha is kept).")
-LEVEL = typer.Option(None, "--compress-level", min=0, max=9, help="PNG zlib level 0-9 (default 1: fast, and smaller than Pillow's 6).")
+LEVEL = typer.Option(
+    None, "--compress-level", min=0, max=9, help="PNG zlib level 0-9 (default 1: fast, and smaller than Pillow's 6)."
+)
 DEBUG = typer.Option(False, "--debug", help="Show the traceback of an internal error.")
 
 
@@ -78,7 +81,8 @@ def _stdin_is_terminal() -> bool:
 
 def _execute(command: str, job, settings: dict, inputs, output, fmt, json_out, report, quiet, threads, jobs,
              recursive, skip_existing, max_pixels, compress_level, debug) -> None:  # fmt: skip
-    from . import api, batch, images, report as summary
+    from . import api, batch, images
+    from . import report as summary
 
     console = None
     if not quiet:  # Rich costs ~0.1 s to import: only for the summary and the progress bar
@@ -99,9 +103,11 @@ def _execute(command: str, job, settings: dict, inputs, output, fmt, json_out, r
             raise _fail("-o /: refusing to write into the root folder")
         found = batch.expand_inputs(inputs, recursive=recursive, exclude=output if output and output != "-" else None)
         many = len(found.items) > 1 or found.from_folder
-        to_dir = output is not None and output != "-" and (output.endswith(("/", os.sep)) or os.path.isdir(output) or many)
+        to_dir = (
+            output is not None and output != "-" and (output.endswith(("/", os.sep)) or os.path.isdir(output) or many)
+        )
         if many and output is None:
-            raise _fail(f"several inputs need -o DIR for their results (e.g. `-o out/`)")
+            raise _fail("several inputs need -o DIR for their results (e.g. `-o out/`)")
         if many and output == "-":
             raise _fail("-o - (stdout) takes one input, not several")
         if not found.items:
@@ -150,7 +156,9 @@ def _execute(command: str, job, settings: dict, inputs, output, fmt, json_out, r
     except Exception as exc:  # a bug, not a user error
         if debug:
             raise
-        raise _fail(f"internal error: {exc.__class__.__name__}: {exc} (a bug: please report it, with --debug output)", 70)
+        raise _fail(
+            f"internal error: {exc.__class__.__name__}: {exc} (a bug: please report it, with --debug output)", 70
+        ) from None
     finally:
         if progress is not None:
             progress.stop()
@@ -210,28 +218,36 @@ def _progress_reporter(console, total: int, bar: bool, quiet: bool):
 
 @app.command(no_args_is_help=False)
 def convolve(
-    inputs: Optional[List[str]] = INPUTS,
-    kernel: str = typer.Option(..., "--kernel", "-k", help="A name (see `poolcli kernels`), a matrix \"0,-1,0;-1,5,-1;0,-1,0\", or @FILE."),
-    size: Optional[int] = typer.Option(None, "--size", help="Size of box / gaussian."),
-    sigma: Optional[float] = typer.Option(None, "--sigma", help="Standard deviation of gaussian."),
-    boundary: str = typer.Option("reflect", "--boundary", "-b", help="reflect, mirror, nearest, wrap, constant or valid (aliases: reflect101, replicate, edge, circular, tile, zero...)."),
+    inputs: list[str] | None = INPUTS,
+    kernel: str = typer.Option(
+        ..., "--kernel", "-k", help='A name (see `poolcli kernels`), a matrix "0,-1,0;-1,5,-1;0,-1,0", or @FILE.'
+    ),
+    size: int | None = typer.Option(None, "--size", help="Size of box / gaussian."),
+    sigma: float | None = typer.Option(None, "--sigma", help="Standard deviation of gaussian."),
+    boundary: str = typer.Option(
+        "reflect",
+        "--boundary",
+        "-b",
+        help="reflect, mirror, nearest, wrap, constant or valid "
+        "(aliases: reflect101, replicate, edge, circular, tile, zero...).",
+    ),
     cval: float = typer.Option(0.0, "--cval", help="Value outside the image for --boundary constant."),
     stride: int = typer.Option(1, "--stride", help="Keep every N-th output row and column."),
     dilation: int = typer.Option(1, "--dilation", help="Spread kernel taps D pixels apart."),
     flip: bool = typer.Option(False, "--flip", help="True convolution (kernel rotated 180°)."),
     gray: bool = GRAY,
     scale: str = typer.Option("auto", "--scale", help="auto, clip, normalize or abs: how results become pixels."),
-    output: Optional[str] = OUTPUT,
-    fmt: Optional[str] = FORMAT,
+    output: str | None = OUTPUT,
+    fmt: str | None = FORMAT,
     json_out: bool = JSON,
-    report: Optional[str] = REPORT,
+    report: str | None = REPORT,
     quiet: bool = QUIET,
-    threads: Optional[int] = THREADS,
-    jobs: Optional[int] = JOBS,
+    threads: int | None = THREADS,
+    jobs: int | None = JOBS,
     recursive: bool = RECURSIVE,
     skip_existing: bool = SKIP,
     max_pixels: int = MAX_PIXELS,
-    compress_level: Optional[int] = LEVEL,
+    compress_level: int | None = LEVEL,
     debug: bool = DEBUG,
 ) -> None:
     """Convolve images with a kernel (cross-correlation, as PyTorch conv2d and OpenCV filter2D).
@@ -246,7 +262,8 @@ def convolve(
 
       poolcli convolve photo.png -k sobel-x -f npy -o gx.npy   # exact float32 feature map
     """
-    from . import api, jobs as joblib
+    from . import api
+    from . import jobs as joblib
     from .kernels import choose_kernel
 
     try:
@@ -262,7 +279,8 @@ def convolve(
     except api.UsageError as exc:
         raise _fail(str(exc)) from None
     settings = {
-        "kernel": choice.label, "size": size, "sigma": sigma, "boundary": mode, "cval": cval if mode == "constant" else None,
+        "kernel": choice.label, "size": size, "sigma": sigma, "boundary": mode,
+        "cval": cval if mode == "constant" else None,
         "stride": stride, "dilation": dilation, "flip": flip, "gray": gray, "scale": job.scale_rule(),
     }  # fmt: skip
     _execute("convolve", job, settings, inputs, output, fmt, json_out, report, quiet,
@@ -274,31 +292,33 @@ def convolve(
 
 @app.command(no_args_is_help=False)
 def pool(
-    inputs: Optional[List[str]] = INPUTS,
+    inputs: list[str] | None = INPUTS,
     mode: str = typer.Option("max", "--mode", "-m", help="max, avg, min, lp (l2), median or stochastic."),
-    size: Optional[str] = typer.Option(None, "--size", "-s", help="Window K or KHxKW."),
-    stride: Optional[str] = typer.Option(None, "--stride", help="Step N or SHxSW (default: the window)."),
+    size: str | None = typer.Option(None, "--size", "-s", help="Window K or KHxKW."),
+    stride: str | None = typer.Option(None, "--stride", help="Step N or SHxSW (default: the window)."),
     padding: str = typer.Option("0", "--padding", help="Implicit padding P or PHxPW, at most half the window."),
     dilation: str = typer.Option("1", "--dilation", help="Spacing of the window's taps."),
     ceil_mode: bool = typer.Option(False, "--ceil-mode", help="Round the output size up instead of down."),
-    count_include_pad: bool = typer.Option(True, "--count-include-pad/--no-count-include-pad", help="avg: count padded cells in the divisor."),
-    divisor: Optional[int] = typer.Option(None, "--divisor", help="avg: divide every window sum by N."),
+    count_include_pad: bool = typer.Option(
+        True, "--count-include-pad/--no-count-include-pad", help="avg: count padded cells in the divisor."
+    ),
+    divisor: int | None = typer.Option(None, "--divisor", help="avg: divide every window sum by N."),
     p: float = typer.Option(2.0, "--p", help="lp: the power (> 0)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="stochastic: make the choice repeatable."),
+    seed: int | None = typer.Option(None, "--seed", help="stochastic: make the choice repeatable."),
     is_global: bool = typer.Option(False, "--global", help="One value per channel over the whole image (printed too)."),
-    to: Optional[str] = typer.Option(None, "--to", help="Adaptive pooling to a fixed WxH."),
+    to: str | None = typer.Option(None, "--to", help="Adaptive pooling to a fixed WxH."),
     gray: bool = GRAY,
-    output: Optional[str] = OUTPUT,
-    fmt: Optional[str] = FORMAT,
+    output: str | None = OUTPUT,
+    fmt: str | None = FORMAT,
     json_out: bool = JSON,
-    report: Optional[str] = REPORT,
+    report: str | None = REPORT,
     quiet: bool = QUIET,
-    threads: Optional[int] = THREADS,
-    jobs: Optional[int] = JOBS,
+    threads: int | None = THREADS,
+    jobs: int | None = JOBS,
     recursive: bool = RECURSIVE,
     skip_existing: bool = SKIP,
     max_pixels: int = MAX_PIXELS,
-    compress_level: Optional[int] = LEVEL,
+    compress_level: int | None = LEVEL,
     debug: bool = DEBUG,
 ) -> None:
     """Pool images as a CNN pooling layer (equal to PyTorch's max_pool2d, avg_pool2d, lp_pool2d).
@@ -315,7 +335,8 @@ def pool(
 
       poolcli pool shots/ -r -m avg -s 4 -o thumbs/ --jobs 4
     """
-    from . import api, jobs as joblib
+    from . import api
+    from . import jobs as joblib
 
     try:
         raw = mode.strip().lower()
@@ -340,7 +361,8 @@ def pool(
             raise api.UsageError("--size is required (or --global, or --to WxH)")
         size_pair = _pair_opt(size, "--size") if output_size is None else None
         job = joblib.PoolJob(
-            mode=canon, size=size_pair, stride=_pair_opt(stride, "--stride") if stride and output_size is None else None,
+            mode=canon, size=size_pair,
+            stride=_pair_opt(stride, "--stride") if stride and output_size is None else None,
             padding=_pair_opt(padding, "--padding", 0), dilation=_pair_opt(dilation, "--dilation"),
             ceil_mode=ceil_mode, count_include_pad=count_include_pad, divisor=divisor, p=p, seed=seed,
             output_size=output_size, is_global=is_global, gray=gray,
@@ -349,7 +371,9 @@ def pool(
             kh, kw = size_pair
             ph, pw = job.padding
             if ph > kh // 2 or pw > kw // 2:
-                raise api.UsageError(f"--padding {padding} is more than half the window {size}; use at most {kh // 2}x{kw // 2}")
+                raise api.UsageError(
+                    f"--padding {padding} is more than half the window {size}; use at most {kh // 2}x{kw // 2}"
+                )
     except api.UsageError as exc:
         raise _fail(str(exc)) from None
     settings = {
@@ -363,9 +387,9 @@ def pool(
 
 
 def _pair_opt(text: str, name: str, minimum: int = 1) -> tuple[int, int]:
-    from .api import _pair
+    from .api import parse_pair
 
-    return _pair(text, name, minimum)
+    return parse_pair(text, name, minimum)
 
 
 # --------------------------------------------------------------------------- kernels, warmup
@@ -373,9 +397,9 @@ def _pair_opt(text: str, name: str, minimum: int = 1) -> tuple[int, int]:
 
 @app.command()
 def kernels(
-    name: Optional[str] = typer.Argument(None, help="Show this kernel's weights."),
-    size: Optional[int] = typer.Option(None, "--size", help="Size of box / gaussian."),
-    sigma: Optional[float] = typer.Option(None, "--sigma", help="Standard deviation of gaussian."),
+    name: str | None = typer.Argument(None, help="Show this kernel's weights."),
+    size: int | None = typer.Option(None, "--size", help="Size of box / gaussian."),
+    sigma: float | None = typer.Option(None, "--sigma", help="Standard deviation of gaussian."),
 ) -> None:
     """List the named kernels, or show one's weights as a table.
 
@@ -417,7 +441,9 @@ def kernels(
     console.print(f"[bold]{n}[/bold]: {KERNELS[n].description}")
     parts = [("x", m[0]), ("y", m[1])] if m.ndim == 3 else [("", m)]
     for label, mat in parts:
-        console.print(f"{n} {label}".strip() + f" ({mat.shape[0]}×{mat.shape[1]}, sum {mat.sum():.6g})", highlight=False)
+        console.print(
+            f"{n} {label}".strip() + f" ({mat.shape[0]}×{mat.shape[1]}, sum {mat.sum():.6g})", highlight=False
+        )
         table = Table(show_header=False)
         for _ in range(mat.shape[1]):
             table.add_column(justify="right")

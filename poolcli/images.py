@@ -110,7 +110,9 @@ def read_bytes(source: str) -> bytes:
     return data
 
 
-def decode(data: bytes, name: str, *, gray: bool = False, max_pixels: int | None = PILLOW_DEFAULT_MAX_PIXELS) -> Picture:
+def decode(
+    data: bytes, name: str, *, gray: bool = False, max_pixels: int | None = PILLOW_DEFAULT_MAX_PIXELS
+) -> Picture:
     """Decode image bytes into a :class:`Picture`.
 
     Parameters
@@ -208,7 +210,9 @@ def _decode_npy(data: bytes, name: str, gray: bool, max_pixels: int | None) -> P
     except (ValueError, OSError, EOFError) as exc:
         raise ImageError(f"{name}: not a readable .npy array ({exc})") from None
     if arr.ndim not in (2, 3) or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise ImageError(f"{name}: a .npy image must be a numeric (H, W) or (H, W, C) array, got {arr.dtype} {arr.shape}")
+        raise ImageError(
+            f"{name}: a .npy image must be a numeric (H, W) or (H, W, C) array, got {arr.dtype} {arr.shape}"
+        )
     _check_pixels(arr.shape[1], arr.shape[0], name, max_pixels)
     if arr.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
         arr = arr.astype(np.float64)
@@ -247,22 +251,22 @@ def to_pixels(result: np.ndarray, dtype, scale: str, colour_channels: int) -> np
     ``normalize``: one min–max stretch over the colour channels (alpha is only clipped) to the
     full range; a flat image becomes 0.  One compiled pass, no temporaries.
     """
-    from .api import _row_blocks, _run
+    from .api import row_blocks, run_compiled
     from .engine.pixels import colour_range, quantize
 
     top = float(np.iinfo(dtype).max)
     out = np.empty(result.shape, dtype)
     rule, lo, gain = {"abs": 1, "normalize": 2}.get(scale, 0), 0.0, 1.0
     if rule == 2:
-        nch = _row_blocks(result.shape[0])
+        nch = row_blocks(result.shape[0])
         lohi = np.empty((nch, 2), np.float64)
-        _run(colour_range, result, colour_channels, nch, lohi)
+        run_compiled(colour_range, result, colour_channels, nch, lohi)
         lo, hi = float(lohi[:, 0].min()), float(lohi[:, 1].max())
         if hi > lo and np.isfinite(lo) and np.isfinite(hi):
             gain = top / (hi - lo)
         else:
             lo, gain = 0.0, 0.0  # flat: every colour pixel becomes 0
-    _run(quantize, result, colour_channels, rule, lo, gain, top, out)
+    run_compiled(quantize, result, colour_channels, rule, lo, gain, top, out)
     return out
 
 
@@ -397,7 +401,7 @@ def _decode_png(data: bytes, name: str) -> Picture | None:
 
 def _inflate_scanlines(idat: list[bytes], h: int, stride: int, bpp: int, name: str) -> np.ndarray:
     """Decompress PNG image data and undo its row filters into (h, stride) bytes."""
-    from .api import _run
+    from .api import run_compiled
     from .engine.png import unfilter
 
     raw = (_fast_zlib or zlib).decompress(b"".join(idat))
@@ -407,7 +411,7 @@ def _inflate_scanlines(idat: list[bytes], h: int, stride: int, bpp: int, name: s
     if rows[:, 0].max() > 4:
         raise ImageError(f"{name}: truncated or corrupt image (bad PNG filter type)")
     plain = np.empty((h, stride), np.uint8)
-    _run(unfilter, rows, bpp, plain)
+    run_compiled(unfilter, rows, bpp, plain)
     return plain
 
 
@@ -424,7 +428,7 @@ def encode_png(pixels: np.ndarray, level: int = DEFAULT_PNG_LEVEL) -> bytes:
     on photographs is several times faster than Pillow's default level 6 at a smaller size
     (benchmarks/RESULTS.md); levels 4–9 use zlib's default strategy.
     """
-    from .api import _run
+    from .api import run_compiled
     from .engine.png import filter_rows
 
     h, w, C = pixels.shape
@@ -432,7 +436,7 @@ def encode_png(pixels: np.ndarray, level: int = DEFAULT_PNG_LEVEL) -> bytes:
     bpp = C * depth // 8
     raw = np.ascontiguousarray(pixels, dtype=">u2" if depth == 16 else np.uint8).view(np.uint8).reshape(h, w * bpp)
     scanlines = np.empty((h, w * bpp + 1), np.uint8)
-    _run(filter_rows, raw, bpp, scanlines)
+    run_compiled(filter_rows, raw, bpp, scanlines)
     ihdr = struct.pack(">IIBBBBB", w, h, depth, _PNG_COLOUR_TYPE[C], 0, 0, 0)
     idat = _deflate(scanlines, level)  # a list of byte strings, joined once below
     del scanlines

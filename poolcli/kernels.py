@@ -11,8 +11,8 @@ from __future__ import annotations
 import difflib
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -94,7 +94,9 @@ KERNELS: dict[str, Kernel] = {
     "prewitt-x": Kernel("Prewitt derivative along x", _const(PREWITT_X)),
     "prewitt-y": Kernel("Prewitt derivative along y", _const(np.transpose(PREWITT_X))),
     "laplacian": Kernel("4-neighbour Laplacian (second derivative)", _const([[0, 1, 0], [1, -4, 1], [0, 1, 0]])),
-    "edge": Kernel("8-neighbour outline: 8 at the centre, −1 around", _const([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]])),
+    "edge": Kernel(
+        "8-neighbour outline: 8 at the centre, −1 around", _const([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]])
+    ),
     "emboss": Kernel("emboss, lit from the top left", _const([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]])),
 }
 

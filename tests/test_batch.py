@@ -23,7 +23,12 @@ def png_chunk(kind, body):
 def bomb_png(width, height) -> bytes:
     """A tiny file whose header claims a huge image."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(b"\0" * 64)) + png_chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture
@@ -51,7 +56,15 @@ def test_folder_with_bad_files(cli, mixed, tmp_path):
     assert r.code == 1, r
     doc = r.json
     rows = {os.path.basename(f["input"]): f for f in doc["files"]}
-    assert set(rows) == {"camera.png", "chelsea.png", "coffee_rgba.png", "truncated.png", "corrupt.png", "dot.png", "bomb.png"}
+    assert set(rows) == {
+        "camera.png",
+        "chelsea.png",
+        "coffee_rgba.png",
+        "truncated.png",
+        "corrupt.png",
+        "dot.png",
+        "bomb.png",
+    }
     for good in ("camera.png", "chelsea.png", "coffee_rgba.png"):
         assert rows[good]["error"] is None
         decode(tmp_path / "out" / good.replace(".png", "_max2.png"))
@@ -77,7 +90,11 @@ def test_recursive_keeps_sub_folders(cli, mixed, tmp_path):
     # without -r only the top folder
     r = cli("convolve", mixed, "-k", "blur", "-o", "flat")
     assert r.code == 0
-    assert sorted(p.name for p in (tmp_path / "flat").rglob("*.png")) == ["camera_blur.png", "chelsea_blur.png", "coffee_rgba_blur.png"]
+    assert sorted(p.name for p in (tmp_path / "flat").rglob("*.png")) == [
+        "camera_blur.png",
+        "chelsea_blur.png",
+        "coffee_rgba_blur.png",
+    ]
 
 
 def test_output_folder_inside_input_is_not_read_back(cli, tmp_path, samples):
@@ -93,7 +110,12 @@ def test_output_folder_inside_input_is_not_read_back(cli, tmp_path, samples):
 def test_glob_and_several_files(cli, samples, tmp_path):
     r = cli("pool", str(samples / "c*.png"), samples / "rocket.jpg", "-m", "avg", "-s", "4", "-o", "out", "--json")
     assert r.code == 0, r
-    assert sorted(os.path.basename(f["input"]) for f in r.json["files"]) == ["camera.png", "chelsea.png", "coffee_rgba.png", "rocket.jpg"]
+    assert sorted(os.path.basename(f["input"]) for f in r.json["files"]) == [
+        "camera.png",
+        "chelsea.png",
+        "coffee_rgba.png",
+        "rocket.jpg",
+    ]
     r = cli("pool", str(samples / "nothing*.png"), "-m", "avg", "-s", "4", "-o", "out")
     assert r.code == 1 and "no file matches" in r.stderr
 
@@ -139,7 +161,9 @@ def test_report_file_has_a_row_per_file(cli, samples, tmp_path):
     doc = json.loads((tmp_path / "report.json").read_text())
     assert len(doc["files"]) == 5 and doc["totals"]["files"] == 5
     for row in doc["files"]:
-        assert {"input", "output", "width", "height", "channels", "load_ms", "compute_ms", "save_ms", "error"} <= set(row)
+        assert {"input", "output", "width", "height", "channels", "load_ms", "compute_ms", "save_ms", "error"} <= set(
+            row
+        )
         assert (tmp_path / row["output"]).exists()
 
 

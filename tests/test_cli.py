@@ -9,7 +9,6 @@ import pytest
 from PIL import Image
 
 import poolcli
-
 from poolcli.kernels import KERNELS
 
 from .conftest import SAMPLES, poolcli_command

@@ -118,7 +118,9 @@ def test_avg_dilation():
 @pytest.mark.parametrize("power", [1.0, 2.0, 3.0, 0.5])
 def test_lp_powers(power):
     x = image((9, 10, 3), np.uint8)
-    close(poolcli.pool(x, "lp", 3, stride=2, ceil_mode=True, p=power), naive.pool(x, "lp", 3, 2, 0, 1, True, power=power))
+    close(
+        poolcli.pool(x, "lp", 3, stride=2, ceil_mode=True, p=power), naive.pool(x, "lp", 3, 2, 0, 1, True, power=power)
+    )
 
 
 def test_l2_alias():
@@ -252,7 +254,9 @@ def test_random_pools(h, w, k, s, p, d, ceil, mode, seed):
         with pytest.raises(ImageError):
             poolcli.pool(x, mode, k, stride=s, padding=p, dilation=d, ceil_mode=ceil)
         return
-    close(poolcli.pool(x, mode, k, stride=s, padding=p, dilation=d, ceil_mode=ceil), naive.pool(x, mode, k, s, p, d, ceil))
+    close(
+        poolcli.pool(x, mode, k, stride=s, padding=p, dilation=d, ceil_mode=ceil), naive.pool(x, mode, k, s, p, d, ceil)
+    )
 
 
 # ------------------------------------------------------------------ PyTorch itself
@@ -277,7 +281,9 @@ def test_torch_max_pool2d(torch, k, s, p, d, ceil):
     want = torch.nn.functional.max_pool2d(_t(torch, x), k, s, p, d, ceil_mode=ceil)
     np.testing.assert_array_equal(poolcli.pool(x, "max", k, stride=s, padding=p, dilation=d, ceil_mode=ceil), _n(want))
     want_min = -torch.nn.functional.max_pool2d(-_t(torch, x), k, s, p, d, ceil_mode=ceil)
-    np.testing.assert_array_equal(poolcli.pool(x, "min", k, stride=s, padding=p, dilation=d, ceil_mode=ceil), _n(want_min))
+    np.testing.assert_array_equal(
+        poolcli.pool(x, "min", k, stride=s, padding=p, dilation=d, ceil_mode=ceil), _n(want_min)
+    )
 
 
 @pytest.mark.parametrize("include", [True, False])
