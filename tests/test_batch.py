@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import poolcli_command
-from .test_cli import decode
+from conftest import poolcli_command
+from test_cli import decode
 
 
 def png_chunk(kind, body):

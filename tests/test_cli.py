@@ -11,7 +11,7 @@ from PIL import Image
 import poolcli
 from poolcli.kernels import KERNELS
 
-from .conftest import SAMPLES, poolcli_command
+from conftest import SAMPLES, poolcli_command
 
 JSON_FILE_KEYS = {"input", "output", "width", "height", "channels", "load_ms", "compute_ms", "save_ms", "error"}
 JSON_TOTAL_KEYS = {"files", "failed", "wall_ms", "megapixels", "compile_ms"}

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import poolcli
 from poolcli.errors import ImageError
 
-from . import naive
+import naive
 
 RNG = np.random.default_rng(7)
 

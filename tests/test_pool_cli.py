@@ -8,7 +8,7 @@ from PIL import Image
 
 import poolcli
 
-from .test_cli import decode, one_line_error
+from test_cli import decode, one_line_error
 
 
 def test_name_and_result(cli, samples):
