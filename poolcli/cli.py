@@ -337,6 +337,7 @@ def pool(
     """
     from . import api
     from . import jobs as joblib
+    from .api import parse_pair
 
     try:
         raw = mode.strip().lower()
@@ -353,17 +354,17 @@ def pool(
         if is_global and to:
             raise api.UsageError("--global and --to exclude each other")
         if to:
-            w, h = _pair_opt(to, "--to")
+            w, h = parse_pair(to, "--to")
             output_size = (h, w)
         elif is_global:
             output_size = (1, 1)
         if output_size is None and size is None:
             raise api.UsageError("--size is required (or --global, or --to WxH)")
-        size_pair = _pair_opt(size, "--size") if output_size is None else None
+        size_pair = parse_pair(size, "--size") if output_size is None else None
         job = joblib.PoolJob(
             mode=canon, size=size_pair,
-            stride=_pair_opt(stride, "--stride") if stride and output_size is None else None,
-            padding=_pair_opt(padding, "--padding", 0), dilation=_pair_opt(dilation, "--dilation"),
+            stride=parse_pair(stride, "--stride") if stride and output_size is None else None,
+            padding=parse_pair(padding, "--padding", 0), dilation=parse_pair(dilation, "--dilation"),
             ceil_mode=ceil_mode, count_include_pad=count_include_pad, divisor=divisor, p=p, seed=seed,
             output_size=output_size, is_global=is_global, gray=gray,
         )  # fmt: skip
@@ -384,12 +385,6 @@ def pool(
     }  # fmt: skip
     _execute("pool", job, settings, inputs, output, fmt, json_out, report, quiet, threads, jobs, recursive,
              skip_existing, max_pixels, compress_level, debug)  # fmt: skip
-
-
-def _pair_opt(text: str, name: str, minimum: int = 1) -> tuple[int, int]:
-    from .api import parse_pair
-
-    return parse_pair(text, name, minimum)
 
 
 # --------------------------------------------------------------------------- kernels, warmup

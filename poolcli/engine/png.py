@@ -1,9 +1,18 @@
 """PNG scanline filters: choosing and applying them (encoder) and undoing them (decoder)."""
 
 import numpy as np
-from numba import prange
+from numba import njit, prange
 
 from ._jit import jit, pjit
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _paeth(a, b, c):
+    """The PNG Paeth predictor of a byte from its left (a), upper (b) and upper-left (c) bytes."""
+    pa = abs(b - c)
+    pb = abs(a - c)
+    pc = abs(a + b - 2 * c)
+    return a if (pa <= pb and pa <= pc) else (b if pb <= pc else c)
 
 
 @jit
@@ -39,22 +48,14 @@ def unfilter(rows, bpp, out):
             for i in range(bpp):
                 cur[i] = x[i] + up[i]
             for i in range(bpp, n):
-                a = np.int32(cur[i - bpp])
-                b = np.int32(up[i])
-                c = np.int32(up[i - bpp])
-                pa = abs(b - c)
-                pb = abs(a - c)
-                pc = abs(a + b - 2 * c)
-                cur[i] = x[i] + np.uint8(a if (pa <= pb and pa <= pc) else (b if pb <= pc else c))
+                cur[i] = x[i] + np.uint8(_paeth(np.int32(cur[i - bpp]), np.int32(up[i]), np.int32(up[i - bpp])))
 
 
 @jit
-def _filter_row(raw, y, bpp, ft, dst):
-    """dst = scanline y of ``raw`` under PNG filter ``ft``; returns Σ|byte as signed| (libpng's cost)."""
-    n = raw.shape[1]
-    cur = raw[y]
-    zero = np.zeros(n, np.uint8) if y == 0 else raw[0, :0]
-    up = zero if y == 0 else raw[y - 1]
+def _filter_row(cur, up, bpp, ft, dst):
+    """dst = scanline ``cur`` (the one above: ``up``) under PNG filter ``ft``; returns
+    Σ|byte as signed|, libpng's cost of the choice."""
+    n = cur.size
     if ft == 0:
         for i in range(n):
             dst[i] = cur[i]
@@ -75,14 +76,7 @@ def _filter_row(raw, y, bpp, ft, dst):
         for i in range(bpp):
             dst[i] = cur[i] - up[i]
         for i in range(bpp, n):
-            a = np.int32(cur[i - bpp])
-            b = np.int32(up[i])
-            c = np.int32(up[i - bpp])
-            pa = abs(b - c)
-            pb = abs(a - c)
-            pc = abs(a + b - 2 * c)
-            pred = a if (pa <= pb and pa <= pc) else (b if pb <= pc else c)
-            dst[i] = cur[i] - np.uint8(pred)
+            dst[i] = cur[i] - np.uint8(_paeth(np.int32(cur[i - bpp]), np.int32(up[i]), np.int32(up[i - bpp])))
     cost = 0
     for i in range(n):
         v = np.int32(dst[i])
@@ -98,13 +92,16 @@ def filter_rows(raw, bpp, out):
     of absolute signed values, libpng's heuristic; rows are independent, so they run in parallel.
     """
     h, n = raw.shape
+    zero = np.zeros(n, np.uint8)  # the row above the first
     for y in prange(h):
+        cur = raw[y]
+        up = raw[y - 1] if y > 0 else zero
         scratch = np.empty(n, np.uint8)
         best = 0
-        best_cost = _filter_row(raw, y, bpp, 0, scratch)
+        best_cost = _filter_row(cur, up, bpp, 0, scratch)
         for ft in range(1, 5):
-            cost = _filter_row(raw, y, bpp, ft, scratch)
+            cost = _filter_row(cur, up, bpp, ft, scratch)
             if cost < best_cost:
                 best, best_cost = ft, cost
         out[y, 0] = best
-        _filter_row(raw, y, bpp, best, out[y, 1:])
+        _filter_row(cur, up, bpp, best, out[y, 1:])
