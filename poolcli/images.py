@@ -249,31 +249,31 @@ def to_pixels(result: np.ndarray, dtype, scale: str, colour_channels: int) -> np
 
     ``clip``: round to nearest, clip to the type's range.  ``abs``: absolute value, then clip.
     ``normalize``: one min–max stretch over the colour channels (alpha is only clipped) to the
-    full range; a flat image becomes 0.  One compiled pass, no temporaries.
+    full range; a flat image becomes 0.  One compiled pass over the interleaved channels.
     """
     from .api import row_blocks, run_compiled
     from .engine.pixels import colour_range, quantize
 
     top = float(np.iinfo(dtype).max)
+    H, W, C = result.shape
+    flat = np.ascontiguousarray(result).reshape(H, W * C)  # interleaved channels, row by row
     out = np.empty(result.shape, dtype)
     rule, lo, gain = {"abs": 1, "normalize": 2}.get(scale, 0), 0.0, 1.0
     if rule == 2:
-        nch = row_blocks(result.shape[0])
+        nch = row_blocks(H)
         lohi = np.empty((nch, 2), np.float64)
-        run_compiled(colour_range, result, colour_channels, nch, lohi)
+        run_compiled(colour_range, flat, C, colour_channels, nch, lohi)
         lo, hi = float(lohi[:, 0].min()), float(lohi[:, 1].max())
         if hi > lo and np.isfinite(lo) and np.isfinite(hi):
             gain = top / (hi - lo)
         else:
             lo, gain = 0.0, 0.0  # flat: every colour pixel becomes 0
-    run_compiled(quantize, result, colour_channels, rule, lo, gain, top, out)
+    run_compiled(quantize, flat, C, colour_channels, rule, lo, gain, top, out.reshape(H, W * C))
     return out
 
 
 def encode(pixels: np.ndarray, alpha: bool, fmt: str, *, png_level: int = DEFAULT_PNG_LEVEL) -> bytes:
     """Encode (H, W, C) uint8/uint16 pixels (alpha last when ``alpha``) as ``fmt`` bytes."""
-    from PIL import Image
-
     if fmt == "npy":
         raise ValueError("npy output is written with encode_npy")
     C = pixels.shape[2]
@@ -281,6 +281,8 @@ def encode(pixels: np.ndarray, alpha: bool, fmt: str, *, png_level: int = DEFAUL
         pixels = ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)  # format holds 8 bits
     if fmt == "png":
         return encode_png(pixels, png_level)
+    from PIL import Image  # PNG does without it: batch workers skip the import
+
     buf = io.BytesIO()
     if pixels.dtype == np.uint16:  # fmt is tiff here
         if C == 1:

@@ -1,47 +1,79 @@
-"""Float results to integer pixels in one pass (the ``--scale`` rules), without temporaries."""
+"""Float results to integer pixels in one pass (the ``--scale`` rules), without temporaries.
+
+Images arrive as (H, W·C) rows of interleaved channels; the first ``ncolour`` of every C are
+colour, the rest alpha.  Without alpha every byte is colour and the loops are plain runs over
+contiguous memory, which LLVM vectorises.
+"""
 
 import numpy as np
 from numba import prange
 
-from ._jit import pjit
+from ._jit import jit, pjit
 
 
 @pjit
-def colour_range(a, ncolour, nch, lohi):
-    """lohi[k] = (min, max) of the finite colour channels (c < ncolour) in row block k."""
-    H, W, C = a.shape
+def colour_range(a, C, ncolour, nch, lohi):
+    """lohi[k] = (min, max) of the colour values in row block k (NaN passed over)."""
+    H, M = a.shape
     for k in prange(nch):
         lo = np.inf
         hi = -np.inf
         for y in range(k * H // nch, (k + 1) * H // nch):
-            for x in range(W):
-                for c in range(ncolour):
-                    v = a[y, x, c]
-                    if v < lo:
-                        lo = v
-                    if v > hi:
-                        hi = v
+            row = a[y]
+            if ncolour == C:
+                for j in range(M):
+                    v = row[j]
+                    lo = v if v < lo else lo
+                    hi = v if v > hi else hi
+            else:
+                for j in range(M):
+                    if j % C < ncolour:
+                        v = row[j]
+                        lo = v if v < lo else lo
+                        hi = v if v > hi else hi
         lohi[k, 0] = lo
         lohi[k, 1] = hi
 
 
+@jit
+def _round_clip(v, top):
+    """round half to even, then clip to [0, top]; NaN → 0."""
+    v = np.rint(v)
+    v = v if v > 0.0 else 0.0
+    return v if v < top else top
+
+
+@jit
+def _quantize_run(src, rule, lo, gain, top, dst):
+    """dst = the ``rule`` (0 clip, 1 abs, 2 normalize) of every value of src, rounded and clipped."""
+    if rule == 1:
+        for j in range(src.size):
+            dst[j] = _round_clip(abs(np.float64(src[j])), top)
+    elif rule == 2:
+        for j in range(src.size):
+            dst[j] = _round_clip((np.float64(src[j]) - lo) * gain, top)
+    else:
+        for j in range(src.size):
+            dst[j] = _round_clip(np.float64(src[j]), top)
+
+
 @pjit
-def quantize(a, ncolour, rule, lo, gain, top, out):
-    """out = round-half-even of the colour channels (|v| for rule 1, (v − lo)·gain for rule 2,
-    v for rule 0), clipped to [0, top], NaN → 0; alpha channels (c ≥ ncolour) are only rounded."""
-    H, W, C = a.shape
+def quantize(a, C, ncolour, rule, lo, gain, top, out):
+    """out = round-half-even of the colour values (|v| for rule 1, (v − lo)·gain for rule 2,
+    v for rule 0), clipped to [0, top], NaN → 0; alpha values (j mod C ≥ ncolour) are only
+    rounded and clipped."""
+    H, M = a.shape
     for y in prange(H):
-        for x in range(W):
-            for c in range(C):
-                v = np.float64(a[y, x, c])
-                if c < ncolour:
+        if ncolour == C:
+            _quantize_run(a[y], rule, lo, gain, top, out[y])
+        else:
+            src = a[y]
+            dst = out[y]
+            for j in range(M):
+                v = np.float64(src[j])
+                if j % C < ncolour:
                     if rule == 1:
                         v = abs(v)
                     elif rule == 2:
                         v = (v - lo) * gain
-                v = np.rint(v)
-                if not v >= 0.0:  # also NaN
-                    v = 0.0
-                elif v > top:
-                    v = top
-                out[y, x, c] = v
+                dst[j] = _round_clip(v, top)
