@@ -233,3 +233,37 @@ def test_sigterm_stops_cleanly(tmp_path, samples):
     for p in out.iterdir():
         assert not p.name.startswith(".poolcli-")
         decode(p)
+
+
+def test_warm_stamp_depends_on_job_format_and_cache_folder(tmp_path, monkeypatch):
+    from poolcli.batch import warm_stamp
+    from poolcli.jobs import PoolJob
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    a = warm_stamp(PoolJob("max", (2, 2)), "png")
+    assert a is not None and os.path.dirname(a) == str(tmp_path)
+    assert a == warm_stamp(PoolJob("max", (2, 2)), "png")
+    assert a != warm_stamp(PoolJob("max", (3, 3)), "png")
+    assert a != warm_stamp(PoolJob("max", (2, 2)), "tiff")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "missing"))
+    assert warm_stamp(PoolJob("max", (2, 2)), "png") is None
+
+
+def test_workers_forked_before_and_after_loading_write_the_same_files(cli, samples, tmp_path):
+    """Without a stamp the parent loads the code and forks; with one, workers load it."""
+    from poolcli import engine
+
+    folder = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(os.path.dirname(engine.__file__), "__pycache__")
+    args = ("pool", samples, "-m", "max", "-s", "3", "--stride", "2", "--padding", "1", "--jobs", "2", "--json")
+    for stamp in [p for p in os.listdir(folder) if p.startswith("poolcli-warm-")]:
+        os.unlink(os.path.join(folder, stamp))
+    first = cli(*args, "-o", "first")
+    assert first.code == 0, first
+    assert [p for p in os.listdir(folder) if p.startswith("poolcli-warm-")]
+    second = cli(*args, "-o", "second")
+    assert second.code == 0, second
+    names = sorted(os.listdir(tmp_path / "first"))
+    assert names == sorted(os.listdir(tmp_path / "second")) and len(names) == len(first.json["files"]) > 2
+    for name in names:
+        assert (tmp_path / "first" / name).read_bytes() == (tmp_path / "second" / name).read_bytes()
+    assert sum(f["compile_ms"] for f in second.json["files"]) > 0  # each worker's load is reported
