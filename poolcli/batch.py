@@ -270,17 +270,20 @@ def _process_in_worker(task: Task, job, **kwargs) -> FileResult:
 
 def warm_stamp(job, fmt: str) -> str | None:
     """A file whose existence says this job's machine code is in Numba's cache, or None when
-    there is nowhere to keep one.
+    there is nowhere to keep one (or the job is not one of poolcli's dataclasses).
 
     Its name hashes what the cached code depends on: the engine's sources, Numba's and
     Python's versions, the job and the output format.  ``_run_pool`` writes it after warming
     in the parent; later runs then fork workers at once and let each load the code itself.
     """
+    import dataclasses
     import hashlib
     import importlib.util
 
     from . import engine
 
+    if not dataclasses.is_dataclass(job):
+        return None  # only poolcli's own jobs have a repr that says everything they compile
     folder = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(os.path.dirname(engine.__file__), "__pycache__")
     spec = importlib.util.find_spec("numba")
     parts = [repr(job), fmt, sys.version, str(spec.origin if spec else None)]
@@ -349,10 +352,47 @@ def run(
 
 
 def _run_pool(tasks, job, jobs, kwargs, results, on_result) -> list[FileResult]:
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    """Run ``tasks`` on ``jobs`` worker processes.
+
+    A worker that dies (killed, or out of memory) breaks the whole pool: the files in flight
+    are then run again one at a time in a fresh worker, so only a file that kills it again is
+    failed, and the rest of the batch goes on in a fresh pool.
+    """
+    from collections import deque
 
     fmt = tasks[0].fmt
+    started = time.time()
+    warm_ms, start_pool = _pool_starter(job, fmt)
+    todo, suspects = deque(tasks), deque()
+    while todo or suspects:
+        alone = bool(suspects)
+        pool = start_pool(1 if alone else jobs)
+        try:
+            warm_ms = _feed(pool, suspects if alone else todo, 1 if alone else 2 * jobs, job, kwargs, results,
+                            on_result, warm_ms)  # fmt: skip
+        except _WorkerDied as died:
+            pool.shutdown(wait=True, cancel_futures=True)
+            _remove_orphans(died.tasks, started)
+            if not alone:
+                suspects.extend(died.tasks)
+                continue
+            for task in died.tasks:
+                res = FileResult(input=task.source, output=None)
+                res.error = f"{task.source}: the worker process died on it (killed, or out of memory)"
+                results.append(res)
+                on_result(res)
+            continue
+        pool.shutdown(wait=True)
+    return results
+
+
+def _pool_starter(job, fmt: str):
+    """(warm-up ms, a function making a pool of n workers) for ``job``: workers forked now,
+    each loading the cached code, when the stamp says it is cached; else the parent compiles
+    or loads it first and the workers inherit it."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
     stamp = warm_stamp(job, fmt)
     if stamp is not None and os.path.exists(stamp) and "numba" not in sys.modules:
         # The cache holds this job's code: fork now, before Numba is even imported, and let
@@ -377,33 +417,67 @@ def _run_pool(tasks, job, jobs, kwargs, results, on_result) -> list[FileResult]:
             ctx.set_forkserver_preload(
                 ["poolcli.batch", "poolcli.api", "poolcli.engine.convolve", "poolcli.engine.pool"]
             )
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=init, initargs=initargs)
-    pending = iter(tasks)
-    running = set()
+
+    def start(n: int):
+        return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=init, initargs=initargs)
+
+    return warm_ms, start
+
+
+class _WorkerDied(Exception):
+    def __init__(self, tasks: list[Task]):
+        super().__init__("a worker process died")
+        self.tasks = tasks
+
+
+def _feed(pool, source, limit: int, job, kwargs, results, on_result, warm_ms: float) -> float:
+    """Keep up to ``limit`` tasks from the deque ``source`` in flight on ``pool`` until it is
+    empty; returns the warm-up ms not yet charged.  _WorkerDied names the tasks in flight when
+    the pool broke (the ones not yet sent stay in ``source``)."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    running: dict = {}
     try:
         while True:
-            while len(running) < 2 * jobs:
-                task = next(pending, None)
-                if task is None:
-                    break
-                running.add(pool.submit(_process_in_worker, task, job, **kwargs))
+            while len(running) < limit and source:
+                task = source.popleft()
+                running[pool.submit(_process_in_worker, task, job, **kwargs)] = task
             if not running:
-                break
-            done, running = wait(running, return_when=FIRST_COMPLETED)
+                return warm_ms
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            lost = []
             for fut in done:
-                res = fut.result()
+                task = running.pop(fut)
+                try:
+                    res = fut.result()
+                except BrokenProcessPool:
+                    lost.append(task)
+                    continue
                 res.compile_ms += warm_ms  # the warm-up is charged to the first file
                 warm_ms = 0.0
                 results.append(res)
                 on_result(res)
+            if lost:
+                raise _WorkerDied(lost + list(running.values()))
     except KeyboardInterrupt:
         for fut in running:
             fut.cancel()
         _drain(running, results, on_result)
         pool.shutdown(wait=True, cancel_futures=True)
         raise
-    pool.shutdown(wait=True)
-    return results
+
+
+def _remove_orphans(tasks: list[Task], since: float) -> None:
+    """Delete the temporary files a dead worker may have left beside the outputs of ``tasks``
+    (every worker of the broken pool has exited, so none is still being written)."""
+    for folder in {os.path.dirname(os.path.abspath(t.dest)) for t in tasks if t.dest != "-"}:
+        for tmp in glob.glob(os.path.join(glob.escape(folder), ".poolcli-*.tmp")):
+            try:
+                if os.stat(tmp).st_mtime >= since - 1:
+                    os.unlink(tmp)
+            except OSError:
+                pass
 
 
 def _drain(running, results, on_result) -> None:

@@ -7,6 +7,7 @@ import struct
 import subprocess
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,6 +189,23 @@ def test_unwritable_output(cli, samples):
     assert r.code == 2 and "/proc/poolcli-out" in r.stderr and "Traceback" not in r.stderr
 
 
+def start_batch(args, out, written: int) -> subprocess.Popen:
+    """Start ``poolcli ARGS`` and return once ``written`` outputs are in the folder ``out``."""
+    proc = subprocess.Popen(poolcli_command() + [str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out.exists() and len(list(out.glob("*.png"))) >= written):
+        time.sleep(0.05)
+    return proc
+
+
+def chelsea_copies(tmp_path, samples, n: int):
+    src = tmp_path / "many"
+    src.mkdir()
+    for i in range(n):
+        (src / f"c{i:02d}.png").write_bytes((samples / "chelsea.png").read_bytes())
+    return src
+
+
 def test_sigint_stops_cleanly(tmp_path):
     src = tmp_path / "many"
     src.mkdir()
@@ -196,13 +214,7 @@ def test_sigint_stops_cleanly(tmp_path):
     for i in range(80):
         Image.fromarray(np.roll(base, i, axis=1)).save(src / f"img{i:03d}.png", compress_level=1)
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        poolcli_command() + ["convolve", str(src), "-k", "gaussian", "--sigma", "3", "-o", str(out), "--jobs", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out.exists() and len(list(out.glob("*.png"))) >= 2):
-        time.sleep(0.05)
+    proc = start_batch(["convolve", src, "-k", "gaussian", "--sigma", "3", "-o", out, "--jobs", "2"], out, 2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err.decode()
@@ -215,18 +227,9 @@ def test_sigint_stops_cleanly(tmp_path):
 
 
 def test_sigterm_stops_cleanly(tmp_path, samples):
-    src = tmp_path / "many"
-    src.mkdir()
-    for i in range(40):
-        (src / f"c{i:02d}.png").write_bytes((samples / "chelsea.png").read_bytes())
+    src = chelsea_copies(tmp_path, samples, 40)
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        poolcli_command() + ["convolve", str(src), "-k", "gaussian", "--sigma", "4", "-o", str(out), "--jobs", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out.exists() and list(out.glob("*.png"))):
-        time.sleep(0.05)
+    proc = start_batch(["convolve", src, "-k", "gaussian", "--sigma", "4", "-o", out, "--jobs", "1"], out, 1)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err.decode()
@@ -267,3 +270,53 @@ def test_workers_forked_before_and_after_loading_write_the_same_files(cli, sampl
     for name in names:
         assert (tmp_path / "first" / name).read_bytes() == (tmp_path / "second" / name).read_bytes()
     assert sum(f["compile_ms"] for f in second.json["files"]) > 0  # each worker's load is reported
+
+
+def test_a_killed_worker_loses_no_file(tmp_path, samples):
+    """SIGKILL (the OOM killer's signal) to a worker: its files are run again, nothing is lost."""
+    src = chelsea_copies(tmp_path, samples, 60)
+    out = tmp_path / "out"
+    proc = start_batch(["convolve", src, "-k", "gaussian", "--sigma", "3", "-o", out, "--jobs", "2"], out, 2)
+    children = (Path("/proc") / str(proc.pid) / "task" / str(proc.pid) / "children").read_text().split()
+    assert children, "no worker processes"
+    os.kill(int(children[0]), signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"c{i:02d}_gaussian.png" for i in range(60))
+    for p in out.iterdir():
+        decode(p)
+    assert b"Traceback" not in err
+
+
+class DiesOnSevenRows:
+    """A job whose worker dies (as if killed) on images 7 rows high."""
+
+    gray = False
+    tag = "dies"
+
+    def __init__(self):
+        from poolcli.jobs import PoolJob
+
+        self.inner = PoolJob("max", (1, 1))
+
+    def apply(self, pic):
+        if pic.pixels.shape[0] == 7:
+            os._exit(9)
+        return self.inner.apply(pic)
+
+
+def test_a_file_that_kills_its_worker_fails_alone(tmp_path):
+    from poolcli import batch
+
+    names = []
+    for i, h in enumerate([5, 6, 7, 8, 9, 10, 11]):
+        Image.fromarray(np.full((h, 4, 3), i, np.uint8)).save(tmp_path / f"i{i}.png")
+        names.append(str(tmp_path / f"i{i}.png"))
+    (tmp_path / "out").mkdir()
+    tasks = [batch.Task(n, str(tmp_path / "out" / os.path.basename(n)), "png") for n in names]
+    seen = []
+    results = batch.run(tasks, DiesOnSevenRows(), jobs=2, max_pixels=None, png_level=1, on_result=seen.append)
+    assert seen == results and len(results) == 7
+    failed = [r for r in results if r.error]
+    assert [r.input for r in failed] == [names[2]] and "worker process died" in failed[0].error
+    assert sorted(os.listdir(tmp_path / "out")) == sorted(os.path.basename(n) for n in names if n != names[2])
