@@ -377,7 +377,7 @@ def _run_pool(tasks, job, jobs, kwargs, results, on_result) -> list[FileResult]:
                 suspects.extend(died.tasks)
                 continue
             for task in died.tasks:
-                res = FileResult(input=task.source, output=None)
+                res = FileResult(input=task.source, output=task.dest)
                 res.error = f"{task.source}: the worker process died on it (killed, or out of memory)"
                 results.append(res)
                 on_result(res)
