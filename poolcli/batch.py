@@ -160,8 +160,13 @@ def same_file(a: str, b: str) -> bool:
 # --------------------------------------------------------------------------- one file
 
 
-def process_file(task: Task, job, *, max_pixels: int | None, png_level: int, skip_existing: bool = False) -> FileResult:
-    """Read, run ``job`` on, and write one image; every failure is returned, never raised."""
+def process_file(
+    task: Task, job, *, max_pixels: int | None, png_level: int, skip_existing: bool = False, inflated=None
+) -> FileResult:
+    """Read, run ``job`` on, and write one image; every failure is returned, never raised.
+
+    ``inflated`` is the input already read, checked and inflated by :class:`Prefetcher`.
+    """
     from .api import take_compile_ms
 
     name = "<stdin>" if task.source == "-" else task.source
@@ -176,9 +181,12 @@ def process_file(task: Task, job, *, max_pixels: int | None, png_level: int, ski
             raise ImageError(f"{name}: refusing to overwrite the input with the output")
         take_compile_ms()
         t0 = time.perf_counter()
-        data = images.read_bytes(task.source)
-        pic = images.decode(data, name, gray=job.gray, max_pixels=max_pixels)
-        del data  # peak memory: hold as few full-size buffers as possible at once
+        if inflated is not None:
+            pic = images.png_picture(*inflated, name, gray=job.gray)
+        else:
+            data = images.read_bytes(task.source)
+            pic = images.decode(data, name, gray=job.gray, max_pixels=max_pixels)
+            del data  # peak memory: hold as few full-size buffers as possible at once
         t1 = time.perf_counter()
         res.height, res.width, res.channels = pic.pixels.shape
         res.dtype = str(pic.pixels.dtype)
@@ -249,54 +257,109 @@ def _worker_init(threads: int) -> None:
     images.PNG_THREADS = threads
 
 
-_worker_warm_ms = 0.0  # a worker's own cache load, charged to the first file it finishes
-
-
-def _worker_start(threads: int, job, fmt: str) -> None:
-    """Initializer of a worker forked before Numba was loaded: it loads the machine code
-    itself, from a cache the stamp says is warm, while its siblings do the same."""
-    global _worker_warm_ms
-    _worker_init(threads)
-    _worker_warm_ms = _warm(job, fmt)
-
-
 def _process_in_worker(task: Task, job, **kwargs) -> FileResult:
-    global _worker_warm_ms
-    res = process_file(task, job, **kwargs)
-    res.compile_ms += _worker_warm_ms
-    _worker_warm_ms = 0.0
+    ahead = _prefetched.take(task) if _prefetched is not None else None
+    res = process_file(task, job, inflated=ahead, **kwargs)
+    if ahead is not None:
+        _prefetched.release(task)
     return res
 
 
-def warm_stamp(job, fmt: str) -> str | None:
-    """A file whose existence says this job's machine code is in Numba's cache, or None when
-    there is nowhere to keep one (or the job is not one of poolcli's dataclasses).
+class Prefetcher:
+    """PNG inputs read, CRC-checked and inflated ahead, by a helper process forked before
+    Numba loads, into shared memory that the workers forked afterwards see.
 
-    Its name hashes what the cached code depends on: the engine's sources, Numba's and
-    Python's versions, the job and the output format.  ``_run_pool`` writes it after warming
-    in the parent; later runs then fork workers at once and let each load the code itself.
+    Loading Numba keeps one core busy for ≈ 0.5 s before the workers can start; the helper
+    spends that time on the other core doing the part of decoding that needs no compiled
+    code (≈ 3 ms of a 640×480 photo's ≈ 9 ms).  It is killed before the workers start; an
+    entry counts only once its ``done`` word is set, after its bytes are in place.  Anything
+    it cannot read is left to the worker, which reads it again and reports what is wrong.
     """
-    import dataclasses
-    import hashlib
-    import importlib.util
 
-    from . import engine
+    BUDGET = 192 << 20  # bytes of inflated scanlines held at most (touched pages only)
 
-    if not dataclasses.is_dataclass(job):
-        return None  # only poolcli's own jobs have a repr that says everything they compile
-    folder = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(os.path.dirname(engine.__file__), "__pycache__")
-    spec = importlib.util.find_spec("numba")
-    parts = [repr(job), fmt, sys.version, str(spec.origin if spec else None)]
-    for path in sorted(glob.glob(os.path.join(os.path.dirname(engine.__file__), "*.py"))) + [
-        spec.origin if spec and spec.origin else ""
-    ]:
+    def __init__(self, tasks: list[Task], max_pixels: int | None, skip_existing: bool):
+        import mmap
+
+        np = images.np
+        self.slot = {t.dest: i for i, t in enumerate(tasks) if t.source != "-"}
+        # per task: done, offset, length, width, height, bit depth, colour type
+        self.index = np.ndarray((len(tasks), 7), np.int64, buffer=mmap.mmap(-1, 56 * len(tasks)))
+        self.data = mmap.mmap(-1, self.BUDGET)
+        self.pid = os.fork()
+        if self.pid == 0:  # the helper
+            try:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                self._fill(tasks, max_pixels, skip_existing)
+            finally:
+                os._exit(0)
+
+    def _fill(self, tasks: list[Task], max_pixels: int | None, skip_existing: bool) -> None:
+        import mmap
+
+        offset = 0
+        for i, task in enumerate(tasks):
+            if task.source == "-" or (skip_existing and os.path.exists(task.dest)):
+                continue
+            try:
+                with open(task.source, "rb") as fh:
+                    data = fh.read()
+                if data[:8] != images.PNG_SIGNATURE or len(data) <= 33 or data[12:16] != b"IHDR":
+                    continue  # not a PNG: the worker decodes it (through Pillow)
+                images.check_png_pixels(data, task.source, max_pixels)
+                got = images.png_scanlines(data, task.source)
+            except (OSError, ImageError, MemoryError):
+                continue
+            if got is None:
+                continue
+            header, raw = got
+            if offset + len(raw) > self.BUDGET:
+                return
+            self.data[offset : offset + len(raw)] = raw
+            self.index[i, 1:] = (offset, len(raw), *header)
+            self.index[i, 0] = 1
+            offset += -(-len(raw) // mmap.PAGESIZE) * mmap.PAGESIZE
+
+    def stop(self) -> None:
+        """Kill the helper and wait for it: what it finished stays usable."""
+        if self.pid:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(self.pid, 0)
+            self.pid = 0
+
+    def close(self) -> None:
+        self.stop()
         try:
-            st = os.stat(path)
-        except OSError:
-            continue
-        parts.append(f"{os.path.basename(path)}:{st.st_size}:{st.st_mtime_ns}")
-    digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
-    return os.path.join(folder, f"poolcli-warm-{digest}.stamp") if os.path.isdir(folder) else None
+            self.data.close()
+        except BufferError:
+            pass  # a view of it is still alive: the memory goes when that does
+
+    def take(self, task: Task):
+        """(header, scanlines) of ``task``'s input if the helper finished it, else None."""
+        i = self.slot.get(task.dest)
+        if i is None or not self.index[i, 0]:
+            return None
+        offset, length = int(self.index[i, 1]), int(self.index[i, 2])
+        return tuple(int(v) for v in self.index[i, 3:]), memoryview(self.data)[offset : offset + length]
+
+    def release(self, task: Task) -> None:
+        """Give ``task``'s pages back to the system once its result is written."""
+        import mmap
+
+        i = self.slot[task.dest]
+        self.index[i, 0] = 0
+        if hasattr(mmap, "MADV_REMOVE"):
+            offset, length = int(self.index[i, 1]), int(self.index[i, 2])
+            try:
+                self.data.madvise(mmap.MADV_REMOVE, offset, -(-length // mmap.PAGESIZE) * mmap.PAGESIZE)
+            except OSError:
+                pass
+
+
+_prefetched: Prefetcher | None = None  # set in the parent just before workers are forked
 
 
 def _warm(job, fmt: str) -> float:
@@ -358,11 +421,21 @@ def _run_pool(tasks, job, jobs, kwargs, results, on_result) -> list[FileResult]:
     are then run again one at a time in a fresh worker, so only a file that kills it again is
     failed, and the rest of the batch goes on in a fresh pool.
     """
+    global _prefetched
+    started = time.time()
+    warm_ms, start_pool = _pool_starter(job, tasks, kwargs)
+    try:
+        _feed_all(tasks, job, jobs, kwargs, results, on_result, warm_ms, start_pool, started)
+    finally:
+        if _prefetched is not None:
+            _prefetched.close()
+            _prefetched = None
+    return results
+
+
+def _feed_all(tasks, job, jobs, kwargs, results, on_result, warm_ms, start_pool, started) -> None:
     from collections import deque
 
-    fmt = tasks[0].fmt
-    started = time.time()
-    warm_ms, start_pool = _pool_starter(job, fmt)
     todo, suspects = deque(tasks), deque()
     while todo or suspects:
         alone = bool(suspects)
@@ -383,43 +456,39 @@ def _run_pool(tasks, job, jobs, kwargs, results, on_result) -> list[FileResult]:
                 on_result(res)
             continue
         pool.shutdown(wait=True)
-    return results
 
 
-def _pool_starter(job, fmt: str):
-    """(warm-up ms, a function making a pool of n workers) for ``job``: workers forked now,
-    each loading the cached code, when the stamp says it is cached; else the parent compiles
-    or loads it first and the workers inherit it."""
+def _pool_starter(job, tasks: list[Task], kwargs: dict):
+    """(warm-up ms, a function making a pool of n workers): the parent compiles (once) or
+    loads ``job``'s code, while a :class:`Prefetcher` inflates the first PNGs on the other
+    core, and the workers are then forked with both in memory."""
+    global _prefetched
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    stamp = warm_stamp(job, fmt)
-    if stamp is not None and os.path.exists(stamp) and "numba" not in sys.modules:
-        # The cache holds this job's code: fork now, before Numba is even imported, and let
-        # every worker load it in parallel (≈0.5 s each) instead of the parent alone first.
-        warm_ms, ctx, init, initargs = 0.0, mp.get_context("fork"), _worker_start, (1, job, fmt)
-    else:
+    if "numba" in sys.modules:
         import numba
 
-        warm_ms = _warm(job, fmt)  # compiles once (or loads), then workers inherit the code
-        if stamp is not None:
-            try:
-                with open(stamp, "x"):
-                    pass
-            except OSError:
-                pass  # already there, or a read-only cache: the next run warms here again
-        init, initargs = _worker_init, (1,)
-        if numba.config.THREADING_LAYER == "workqueue":
-            # fork-safe threads: workers start instantly, with the warmed machine code in memory
-            ctx = mp.get_context("fork")
-        else:  # GNU OpenMP aborts a forked child: start workers from a clean server process
-            ctx = mp.get_context("forkserver")
-            ctx.set_forkserver_preload(
-                ["poolcli.batch", "poolcli.api", "poolcli.engine.convolve", "poolcli.engine.pool"]
-            )
+        forkable = numba.config.THREADING_LAYER == "workqueue"
+    else:  # Numba reads the same variable when it is imported
+        forkable = os.environ.get("NUMBA_THREADING_LAYER") == "workqueue"
+    prefetcher = Prefetcher(tasks, kwargs["max_pixels"], kwargs["skip_existing"]) if forkable else None
+    try:
+        warm_ms = _warm(job, tasks[0].fmt)
+    finally:
+        if prefetcher is not None:
+            prefetcher.stop()
+    if forkable:
+        # fork-safe threads: workers start instantly, with the warmed machine code and the
+        # prefetched images in memory
+        ctx = mp.get_context("fork")
+        _prefetched = prefetcher
+    else:  # GNU OpenMP aborts a forked child: start workers from a clean server process
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["poolcli.batch", "poolcli.api", "poolcli.engine.convolve", "poolcli.engine.pool"])
 
     def start(n: int):
-        return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=init, initargs=initargs)
+        return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init, initargs=(1,))
 
     return warm_ms, start
 

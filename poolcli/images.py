@@ -158,6 +158,12 @@ def decode(
         raise ImageError(f"{name}: truncated or corrupt image ({detail})") from None
 
 
+def check_png_pixels(data: bytes, name: str, max_pixels: int | None) -> None:
+    """ImageError if the PNG ``data``'s header gives more pixels than ``max_pixels``."""
+    w, h = struct.unpack(">II", data[16:24])
+    _check_pixels(w, h, name, max_pixels)
+
+
 def _check_pixels(w: int, h: int, name: str, max_pixels: int | None) -> None:
     if w <= 0 or h <= 0:
         raise ImageError(f"{name}: image has no pixels ({w}x{h})")
@@ -363,6 +369,14 @@ def _decode_png(data: bytes, name: str) -> Picture | None:
     depths).  This path is faster than Pillow's and keeps 16-bit colour, which Pillow reduces
     to 8 bits; a 16-bit colour PNG that it cannot read is an error, not a silent loss.
     """
+    inflated = png_scanlines(data, name)
+    return None if inflated is None else png_picture(*inflated, name)
+
+
+def png_scanlines(data: bytes, name: str) -> tuple[tuple[int, int, int, int], bytes] | None:
+    """The first half of :func:`_decode_png`, which needs no compiled code: every chunk's CRC
+    checked and the image data inflated.  Returns ((width, height, bit depth, colour type),
+    filtered scanlines), or None for a PNG that Pillow should read."""
     try:
         w, h, depth, colour_type, _c, _f, interlace = struct.unpack(">IIBBBBB", data[16:29])
         deep_colour = depth == 16 and colour_type in (2, 4, 6)
@@ -388,33 +402,38 @@ def _decode_png(data: bytes, name: str) -> Picture | None:
             pos += 12 + length
         if not idat:
             raise ImageError(f"{name}: truncated or corrupt image (no image data)")
-        C = _PNG_CHANNELS[colour_type]
-        bpp = C * depth // 8
-        plain = _inflate_scanlines(idat, h, w * bpp, bpp, name)
+        raw = (_fast_zlib or zlib).decompress(b"".join(idat))
     except (struct.error, *_ZLIB_ERRORS) as exc:
         raise ImageError(f"{name}: truncated or corrupt image ({exc})") from None
-    if depth == 16:
-        pixels = plain.view(">u2").reshape(h, w, C).astype(np.uint16)
-    else:
-        pixels = plain.reshape(h, w, C)
-    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[C] + (";16" if depth == 16 else "")
-    return Picture(pixels, C in (2, 4), mode)
+    return (w, h, depth, colour_type), raw
 
 
-def _inflate_scanlines(idat: list[bytes], h: int, stride: int, bpp: int, name: str) -> np.ndarray:
-    """Decompress PNG image data and undo its row filters into (h, stride) bytes."""
+def png_picture(header: tuple[int, int, int, int], raw, name: str, *, gray: bool = False) -> Picture:
+    """The second half of :func:`_decode_png`: the row filters of the inflated scanlines
+    ``raw`` (bytes or a buffer) undone by compiled code, as a :class:`Picture` (one luma
+    channel with ``gray``, as :func:`decode`)."""
     from .api import run_compiled
     from .engine.png import unfilter
 
-    raw = (_fast_zlib or zlib).decompress(b"".join(idat))
+    w, h, depth, colour_type = header
+    C = _PNG_CHANNELS[colour_type]
+    bpp = C * depth // 8
+    stride = w * bpp
     if len(raw) < (stride + 1) * h:
         raise ImageError(f"{name}: truncated or corrupt image (image data cut short)")
     rows = np.frombuffer(raw, np.uint8, (stride + 1) * h).reshape(h, stride + 1)
+    rows.flags.writeable = False  # one compiled signature, whatever buffer the bytes are in
     if rows[:, 0].max() > 4:
         raise ImageError(f"{name}: truncated or corrupt image (bad PNG filter type)")
     plain = np.empty((h, stride), np.uint8)
     run_compiled(unfilter, rows, bpp, plain)
-    return plain
+    if depth == 16:
+        pixels = plain.view(">u2").reshape(h, w, C).astype(np.uint16)
+    else:
+        pixels = plain.reshape(h, w, C)
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[C]
+    pic = Picture(pixels, C in (2, 4), mode + (";16" if depth == 16 else ""))
+    return _gray(pic) if gray else pic
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:

@@ -238,38 +238,32 @@ def test_sigterm_stops_cleanly(tmp_path, samples):
         decode(p)
 
 
-def test_warm_stamp_depends_on_job_format_and_cache_folder(tmp_path, monkeypatch):
-    from poolcli.batch import warm_stamp
-    from poolcli.jobs import PoolJob
+def test_prefetcher_inflates_plain_pngs_and_leaves_the_rest(tmp_path, samples, mixed):
+    """The helper's scanlines decode to exactly what the worker's own reading gives; files it
+    cannot or should not read (JPEG, corrupt, truncated, over the pixel limit) are left alone."""
+    from poolcli import batch
+    from poolcli.images import decode as decode_bytes
+    from poolcli.images import png_picture
 
-    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
-    a = warm_stamp(PoolJob("max", (2, 2)), "png")
-    assert a is not None and os.path.dirname(a) == str(tmp_path)
-    assert a == warm_stamp(PoolJob("max", (2, 2)), "png")
-    assert a != warm_stamp(PoolJob("max", (3, 3)), "png")
-    assert a != warm_stamp(PoolJob("max", (2, 2)), "tiff")
-    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "missing"))
-    assert warm_stamp(PoolJob("max", (2, 2)), "png") is None
-
-
-def test_workers_forked_before_and_after_loading_write_the_same_files(cli, samples, tmp_path):
-    """Without a stamp the parent loads the code and forks; with one, workers load it."""
-    from poolcli import engine
-
-    folder = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(os.path.dirname(engine.__file__), "__pycache__")
-    args = ("pool", samples, "-m", "max", "-s", "3", "--stride", "2", "--padding", "1", "--jobs", "2", "--json")
-    for stamp in [p for p in os.listdir(folder) if p.startswith("poolcli-warm-")]:
-        os.unlink(os.path.join(folder, stamp))
-    first = cli(*args, "-o", "first")
-    assert first.code == 0, first
-    assert [p for p in os.listdir(folder) if p.startswith("poolcli-warm-")]
-    second = cli(*args, "-o", "second")
-    assert second.code == 0, second
-    names = sorted(os.listdir(tmp_path / "first"))
-    assert names == sorted(os.listdir(tmp_path / "second")) and len(names) == len(first.json["files"]) > 2
-    for name in names:
-        assert (tmp_path / "first" / name).read_bytes() == (tmp_path / "second" / name).read_bytes()
-    assert sum(f["compile_ms"] for f in second.json["files"]) > 0  # each worker's load is reported
+    names = sorted(p for p in mixed.rglob("*") if p.is_file())
+    tasks = [batch.Task(str(p), str(tmp_path / f"o{i}.png"), "png") for i, p in enumerate(names)]
+    pre = batch.Prefetcher(tasks, max_pixels=10_000_000, skip_existing=False)
+    os.waitpid(pre.pid, 0)  # let it finish everything instead of stopping it
+    pre.pid = 0
+    taken = {}
+    for task in tasks:
+        got = pre.take(task)
+        if got is not None:
+            taken[os.path.basename(task.source)] = got
+            want = decode_bytes(Path(task.source).read_bytes(), "x")
+            pic = png_picture(*got, "x")
+            np.testing.assert_array_equal(pic.pixels, want.pixels)
+            assert pic.alpha == want.alpha and pic.mode == want.mode
+            pre.release(task)
+            assert pre.take(task) is None
+    assert {"camera.png", "chelsea.png", "coffee_rgba.png", "astro.png"} <= set(taken)
+    assert not {"truncated.png", "corrupt.png", "bomb.png", "rocket.jpg", "notes.txt"} & set(taken)
+    pre.close()
 
 
 def test_a_killed_worker_loses_no_file(tmp_path, samples):
