@@ -492,4 +492,30 @@ def main() -> None:
         app(prog_name="poolcli")
     except KeyboardInterrupt:
         sys.stderr.write("poolcli: interrupted\n")
-        sys.exit(EXIT_INTERRUPTED)
+        _exit(EXIT_INTERRUPTED)
+    except SystemExit as exc:
+        _exit(exc.code)
+    _exit(0)
+
+
+def _exit(code) -> None:
+    """Exit with ``code``; at once (``os._exit``) when Numba is loaded.
+
+    Tearing down Numba and LLVM at interpreter exit takes 0.15–0.3 s and saves nothing: by
+    now every output file is written, renamed and closed, worker processes have been joined
+    and the helper reaped, so only the standard streams need flushing.  Without Numba (help,
+    version, kernels, usage errors) the exit is the normal one.
+    """
+    if "numba" not in sys.modules:
+        sys.exit(code)
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):  # sys.exit("message"): print it, as Python would
+        sys.stderr.write(f"{code}\n")
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # the reader closed the pipe: nothing more to deliver
+            pass
+    os._exit(code)
