@@ -55,7 +55,7 @@ def engine():
 
     if "poolcli.engine.pool" not in sys.modules:
         t0 = time.perf_counter()
-        from .engine import convolve, pool  # noqa: F401
+        from .engine import convolve, pixels, png, pool  # noqa: F401
 
         _compile_ms += (time.perf_counter() - t0) * 1e3
     from . import engine as eng

@@ -167,7 +167,7 @@ def process_file(
 
     ``inflated`` is the input already read, checked and inflated by :class:`Prefetcher`.
     """
-    from .api import take_compile_ms
+    from .api import engine, take_compile_ms
 
     name = "<stdin>" if task.source == "-" else task.source
     res = FileResult(input=name, output=None if task.dest == "-" else task.dest)
@@ -181,6 +181,7 @@ def process_file(
             raise ImageError(f"{name}: refusing to overwrite the input with the output")
         take_compile_ms()
         t0 = time.perf_counter()
+        engine()  # importing Numba, the first time, is compile time, not load time
         if inflated is not None:
             pic = images.png_picture(*inflated, name, gray=job.gray)
         else:
@@ -247,22 +248,50 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _worker_init(threads: int) -> None:
-    # The parent owns interruption: workers finish the file in hand and are then shut down.
+def _work(conn, tasks: list[Task], job, kwargs: dict, stop) -> None:
+    """A worker process: run the task indices that arrive on ``conn``, in order, and send back
+    ``(index, FileResult)``; ``None``, the parent's ``stop`` flag or a closed pipe ends it."""
+    # The parent owns interruption: a worker finishes the file in hand, then is told to stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    images.PNG_THREADS = 1  # one compute thread each: the siblings use the other cores
     import numba
 
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
-    images.PNG_THREADS = threads
+    numba.set_num_threads(1)
+    _reuse_freed_memory()  # workers from a fork server do not inherit the parent's setting
+    while True:
+        try:
+            i = conn.recv()
+        except (EOFError, OSError):  # the parent is gone
+            return
+        if i is None or stop.value:
+            return
+        task = tasks[i]
+        ahead = _prefetched.take(task) if _prefetched is not None else None
+        res = process_file(task, job, inflated=ahead, **kwargs)
+        if ahead is not None:
+            _prefetched.release(task)
+        conn.send((i, res))
 
 
-def _process_in_worker(task: Task, job, **kwargs) -> FileResult:
-    ahead = _prefetched.take(task) if _prefetched is not None else None
-    res = process_file(task, job, inflated=ahead, **kwargs)
-    if ahead is not None:
-        _prefetched.release(task)
-    return res
+def _reuse_freed_memory() -> None:
+    """Have glibc's malloc keep the buffers of one image for the next instead of unmapping them.
+
+    Each image allocates several buffers of a few hundred kB to a few MB (file bytes, inflated
+    scanlines, pixels, results); by default glibc maps each one fresh and unmaps it on free, so
+    every page of every buffer faults and is zeroed again: ≈ 1 ms of a 640×480 photo's ≈ 8 ms.
+    Buffers up to 16 MB now come from the heap, which keeps up to 64 MB of freed memory.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        return
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    mallopt(M_MMAP_THRESHOLD, 16 << 20)
+    mallopt(M_TRIM_THRESHOLD, 64 << 20)
 
 
 class Prefetcher:
@@ -400,14 +429,18 @@ def run(
     results: list[FileResult] = []
     kwargs = dict(max_pixels=max_pixels, png_level=png_level, skip_existing=skip_existing)
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    if len(tasks) > 1:
+        _reuse_freed_memory()  # inherited by the helper and the workers this process forks
+    # standard input is this process's: a worker process reads /dev/null there
+    here = [t for t in tasks if jobs <= 1 or len(tasks) <= 1 or t.source == "-"]
     try:
-        if jobs <= 1 or len(tasks) <= 1:
-            for task in tasks:
-                res = process_file(task, job, **kwargs)
-                results.append(res)
-                on_result(res)
-            return results
-        return _run_pool(tasks, job, jobs, kwargs, results, on_result)
+        for task in here:
+            res = process_file(task, job, **kwargs)
+            results.append(res)
+            on_result(res)
+        if len(here) < len(tasks):
+            _run_pool([t for t in tasks if t.source != "-"], job, jobs, kwargs, results, on_result)
+        return results
     except KeyboardInterrupt:
         raise Interrupted(results) from None
     finally:
@@ -415,17 +448,11 @@ def run(
 
 
 def _run_pool(tasks, job, jobs, kwargs, results, on_result) -> list[FileResult]:
-    """Run ``tasks`` on ``jobs`` worker processes.
-
-    A worker that dies (killed, or out of memory) breaks the whole pool: the files in flight
-    are then run again one at a time in a fresh worker, so only a file that kills it again is
-    failed, and the rest of the batch goes on in a fresh pool.
-    """
+    """Run ``tasks`` on ``jobs`` worker processes (see :class:`_Pool`)."""
     global _prefetched
-    started = time.time()
-    warm_ms, start_pool = _pool_starter(job, tasks, kwargs)
+    warm_ms, ctx = _prepare_workers(job, tasks, kwargs)
     try:
-        _feed_all(tasks, job, jobs, kwargs, results, on_result, warm_ms, start_pool, started)
+        _Pool(ctx, tasks, job, kwargs, results, on_result, warm_ms).run(jobs)
     finally:
         if _prefetched is not None:
             _prefetched.close()
@@ -433,38 +460,12 @@ def _run_pool(tasks, job, jobs, kwargs, results, on_result) -> list[FileResult]:
     return results
 
 
-def _feed_all(tasks, job, jobs, kwargs, results, on_result, warm_ms, start_pool, started) -> None:
-    from collections import deque
-
-    todo, suspects = deque(tasks), deque()
-    while todo or suspects:
-        alone = bool(suspects)
-        pool = start_pool(1 if alone else jobs)
-        try:
-            warm_ms = _feed(pool, suspects if alone else todo, 1 if alone else 2 * jobs, job, kwargs, results,
-                            on_result, warm_ms)  # fmt: skip
-        except _WorkerDied as died:
-            pool.shutdown(wait=True, cancel_futures=True)
-            _remove_orphans(died.tasks, started)
-            if not alone:
-                suspects.extend(died.tasks)
-                continue
-            for task in died.tasks:
-                res = FileResult(input=task.source, output=task.dest)
-                res.error = f"{task.source}: the worker process died on it (killed, or out of memory)"
-                results.append(res)
-                on_result(res)
-            continue
-        pool.shutdown(wait=True)
-
-
-def _pool_starter(job, tasks: list[Task], kwargs: dict):
-    """(warm-up ms, a function making a pool of n workers): the parent compiles (once) or
+def _prepare_workers(job, tasks: list[Task], kwargs: dict):
+    """(warm-up ms, the multiprocessing context for workers): the parent compiles (once) or
     loads ``job``'s code, while a :class:`Prefetcher` inflates the first PNGs on the other
-    core, and the workers are then forked with both in memory."""
+    core; workers forked afterwards start with both in memory."""
     global _prefetched
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
 
     if "numba" in sys.modules:
         import numba
@@ -478,92 +479,170 @@ def _pool_starter(job, tasks: list[Task], kwargs: dict):
     finally:
         if prefetcher is not None:
             prefetcher.stop()
-    if forkable:
-        # fork-safe threads: workers start instantly, with the warmed machine code and the
-        # prefetched images in memory
-        ctx = mp.get_context("fork")
+    if forkable:  # Numba's workqueue threads survive fork(): workers start at once
         _prefetched = prefetcher
-    else:  # GNU OpenMP aborts a forked child: start workers from a clean server process
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["poolcli.batch", "poolcli.api", "poolcli.engine.convolve", "poolcli.engine.pool"])
-
-    def start(n: int):
-        return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init, initargs=(1,))
-
-    return warm_ms, start
+        return warm_ms, mp.get_context("fork")
+    # GNU OpenMP aborts a forked child: workers come from a clean server process instead
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["poolcli.batch", "poolcli.api", "poolcli.engine.convolve", "poolcli.engine.pool"])
+    return warm_ms, ctx
 
 
-class _WorkerDied(Exception):
-    def __init__(self, tasks: list[Task]):
-        super().__init__("a worker process died")
-        self.tasks = tasks
+class _Pool:
+    """Worker processes, each fed task indices over its own pipe and answering on it.
 
+    Every worker has up to ``AHEAD`` indices sent to it, so it never waits for the parent; the
+    parent only moves indices and results (no task or job is pickled per file: forked workers
+    inherit them).  The first unanswered index of a worker that dies (killed, or out of
+    memory) is the file it was working on: that file is run again at the end, alone in a
+    fresh worker, and fails only if it kills that one too; the worker's other indices go back
+    to the queue and a fresh worker takes its place.  SIGINT or SIGTERM sets ``stop``: workers
+    finish the file in hand and quit, queued files are dropped, and KeyboardInterrupt is raised
+    once the finished results are in.
+    """
 
-def _feed(pool, source, limit: int, job, kwargs, results, on_result, warm_ms: float) -> float:
-    """Keep up to ``limit`` tasks from the deque ``source`` in flight on ``pool`` until it is
-    empty; returns the warm-up ms not yet charged.  _WorkerDied names the tasks in flight when
-    the pool broke (the ones not yet sent stay in ``source``)."""
-    from concurrent.futures import FIRST_COMPLETED, wait
-    from concurrent.futures.process import BrokenProcessPool
+    AHEAD = 2
 
-    running: dict = {}
-    try:
-        while True:
-            while len(running) < limit and source:
-                task = source.popleft()
-                running[pool.submit(_process_in_worker, task, job, **kwargs)] = task
-            if not running:
-                return warm_ms
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            lost = []
-            for fut in done:
-                task = running.pop(fut)
-                try:
-                    res = fut.result()
-                except BrokenProcessPool:
-                    lost.append(task)
+    def __init__(self, ctx, tasks, job, kwargs, results, on_result, warm_ms: float):
+        self.ctx, self.tasks, self.job, self.kwargs = ctx, tasks, job, kwargs
+        self.results, self.on_result, self.warm_ms = results, on_result, warm_ms
+        self.stop = ctx.RawValue("b", 0)
+        self.sent: dict = {}  # parent end of a worker's pipe → (process, indices sent, unanswered)
+        self.interrupted = 0  # signals received
+
+    # -- workers
+
+    def _start(self):
+        from collections import deque
+
+        mine, theirs = self.ctx.Pipe()
+        proc = self.ctx.Process(target=_work, args=(theirs, self.tasks, self.job, self.kwargs, self.stop), daemon=True)
+        proc.start()
+        theirs.close()
+        self.sent[mine] = (proc, deque())
+        return mine
+
+    def _feed(self, conn, todo) -> None:
+        """Top the worker behind ``conn`` up to AHEAD indices from ``todo``; with none left
+        for it, tell it to quit.  A worker that died meanwhile is noticed by the loop."""
+        _, sent = self.sent[conn]
+        try:
+            # a second index only while there are more files left than workers: the last
+            # ones go to whichever worker is free first
+            while todo and not self.interrupted and (not sent or len(sent) < self.AHEAD and len(todo) > len(self.sent)):
+                sent.append(todo.popleft())
+                conn.send(sent[-1])
+            if not sent or self.interrupted:
+                conn.send(None)
+        except OSError:
+            pass
+
+    def _record(self, res: FileResult) -> None:
+        res.compile_ms += self.warm_ms  # the warm-up is charged to the first file
+        self.warm_ms = 0.0
+        self.results.append(res)
+        self.on_result(res)
+
+    # -- the loop
+
+    def run(self, jobs: int) -> None:
+        from collections import deque
+
+        todo, suspects = deque(range(len(self.tasks))), deque()
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        old = {sig: signal.signal(sig, self._interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+        old_wakeup = signal.set_wakeup_fd(wake_w)
+        try:
+            for _ in range(min(jobs, len(todo))):
+                self._feed(self._start(), todo)
+            self._loop(todo, suspects, wake_r, respawn=True)
+            while suspects and not self.interrupted:  # each alone, in a fresh worker
+                one = deque([suspects.popleft()])
+                self._feed(self._start(), one)
+                died = self._loop(one, deque(), wake_r, respawn=False)
+                for i in died:
+                    task = self.tasks[i]
+                    res = FileResult(input=task.source, output=task.dest)
+                    res.error = f"{task.source}: the worker process died on it (killed, or out of memory)"
+                    self._record(res)
+        finally:
+            signal.set_wakeup_fd(old_wakeup)
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+            os.close(wake_r)
+            os.close(wake_w)
+            self._kill_all()
+        if self.interrupted:
+            raise KeyboardInterrupt
+
+    def _interrupt(self, signum, frame) -> None:
+        # No exception here: it could land in the middle of reading a result.  The wake-up
+        # fd makes the loop's wait return, and the loop stops the workers.
+        self.interrupted += 1
+        self.stop.value = 1
+
+    def _loop(self, todo, suspects, wake_r: int, *, respawn: bool) -> list[int]:
+        """Collect results until every worker has quit; returns the indices whose worker died
+        on them (also added to ``suspects``)."""
+        from multiprocessing.connection import wait
+
+        died: list[int] = []
+        while self.sent:
+            ready = wait([*self.sent, wake_r])
+            if wake_r in ready:
+                os.read(wake_r, 512)
+                if not self.interrupted:  # another signal with a Python handler: not ours
                     continue
-                res.compile_ms += warm_ms  # the warm-up is charged to the first file
-                warm_ms = 0.0
-                results.append(res)
-                on_result(res)
-            if lost:
-                raise _WorkerDied(lost + list(running.values()))
-    except KeyboardInterrupt:
-        for fut in running:
-            fut.cancel()
-        _drain(running, results, on_result)
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
+                todo.clear()
+                if self.interrupted > 1:  # a second Ctrl-C: stop waiting for files in hand
+                    self._kill_all()
+                    return died
+                for conn in self.sent:
+                    self._feed(conn, todo)  # tells each worker to quit after its file
+                continue
+            for conn in ready:
+                proc, sent = self.sent[conn]
+                try:
+                    i, res = conn.recv()
+                except (EOFError, OSError):  # the worker quit, or died
+                    del self.sent[conn]
+                    conn.close()
+                    proc.join()
+                    if proc.exitcode:  # killed: it may have left a temporary file
+                        _remove_orphans([self.tasks[k] for k in sent], proc.pid)
+                    if sent and not self.interrupted:  # it died on sent[0]; the rest never started
+                        died.append(sent.popleft())
+                        suspects.append(died[-1])
+                        todo.extendleft(reversed(sent))
+                        if respawn and todo:
+                            self._feed(self._start(), todo)
+                    continue
+                sent.remove(i)
+                self._record(res)
+                self._feed(conn, todo)
+        return died
+
+    def _kill_all(self) -> None:
+        """Kill the workers still running (a second Ctrl-C, or an error in the parent), wait
+        for them, and remove the temporary files they leave."""
+        for conn, (proc, sent) in list(self.sent.items()):
+            proc.kill()
+            proc.join()
+            conn.close()
+            _remove_orphans([self.tasks[k] for k in sent], proc.pid)
+        self.sent.clear()
 
 
-def _remove_orphans(tasks: list[Task], since: float) -> None:
-    """Delete the temporary files a dead worker may have left beside the outputs of ``tasks``
-    (every worker of the broken pool has exited, so none is still being written)."""
+def _remove_orphans(tasks: list[Task], pid: int) -> None:
+    """Delete the temporary files the dead worker ``pid`` may have left beside the outputs of
+    ``tasks`` (their names carry the pid of the process writing them)."""
     for folder in {os.path.dirname(os.path.abspath(t.dest)) for t in tasks if t.dest != "-"}:
-        for tmp in glob.glob(os.path.join(glob.escape(folder), ".poolcli-*.tmp")):
+        for tmp in glob.glob(os.path.join(glob.escape(folder), f"{images.TEMP_PREFIX}{pid}-*.tmp")):
             try:
-                if os.stat(tmp).st_mtime >= since - 1:
-                    os.unlink(tmp)
+                os.unlink(tmp)
             except OSError:
                 pass
-
-
-def _drain(running, results, on_result) -> None:
-    """Collect the files already being written when an interrupt came (they finish whole)."""
-    from concurrent.futures import wait
-
-    while True:
-        try:
-            wait(running)
-            break
-        except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
-            return
-    for fut in running:
-        if fut.done() and not fut.cancelled() and fut.exception() is None:
-            res = fut.result()
-            results.append(res)
-            on_result(res)
 
 
 def check_output_target(output: str, to_dir: bool) -> None:

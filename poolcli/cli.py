@@ -8,6 +8,7 @@ Numba are imported only by commands that compute, so ``--help`` and ``--version`
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 
@@ -146,6 +147,7 @@ def _execute(command: str, job, settings: dict, inputs, output, fmt, json_out, r
 
     t0 = time.perf_counter()
     interrupted = False
+    _INTERRUPTS.mode = "batch"
     try:
         results = batch.run(
             tasks, job, jobs=n_jobs, max_pixels=max_pixels or None, png_level=level,
@@ -160,6 +162,7 @@ def _execute(command: str, job, settings: dict, inputs, output, fmt, json_out, r
             f"internal error: {exc.__class__.__name__}: {exc} (a bug: please report it, with --debug output)", 70
         ) from None
     finally:
+        _INTERRUPTS.mode = "note"  # from here on a signal is only noted: the summary prints whole
         if progress is not None:
             progress.stop()
     wall_ms = (time.perf_counter() - t0) * 1e3
@@ -174,11 +177,35 @@ def _execute(command: str, job, settings: dict, inputs, output, fmt, json_out, r
         sys.stdout.write(doc + "\n")
     if not quiet:
         summary.render(console, command, settings, results, wall_ms)
-    if interrupted:
+    if interrupted or _INTERRUPTS.seen:
         sys.stderr.write("poolcli: interrupted\n")
         raise typer.Exit(EXIT_INTERRUPTED)
     if any(r.error for r in results):
         raise typer.Exit(EXIT_FAILED)
+
+
+class _Stop(BaseException):
+    """SIGINT or SIGTERM outside the image work: passes through Click (which would turn a
+    KeyboardInterrupt into "Aborted!" and exit 1) to :func:`main`, which exits 130."""
+
+
+class _Interrupts:
+    """What SIGINT and SIGTERM do: ``stop`` raises :class:`_Stop`; ``batch`` (while images are
+    processed) raises KeyboardInterrupt, which :func:`poolcli.batch.run` turns into a clean stop;
+    ``note`` (while the summary prints) only remembers it, for the exit code 130."""
+
+    def __init__(self):
+        self.mode, self.seen = "stop", False
+
+    def __call__(self, signum, frame) -> None:
+        self.seen = True
+        if self.mode == "batch":
+            raise KeyboardInterrupt
+        if self.mode == "stop":
+            raise _Stop
+
+
+_INTERRUPTS = _Interrupts()
 
 
 def _progress_reporter(console, total: int, bar: bool, quiet: bool):
@@ -488,9 +515,11 @@ def main() -> None:
     # Numba's "workqueue" threads survive fork(), unlike GNU OpenMP's: batch workers can then
     # be forked from this process with the compiled code already loaded (see batch._run_pool).
     os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _INTERRUPTS)
     try:
         app(prog_name="poolcli")
-    except KeyboardInterrupt:
+    except (_Stop, KeyboardInterrupt):
         sys.stderr.write("poolcli: interrupted\n")
         _exit(EXIT_INTERRUPTED)
     except SystemExit as exc:

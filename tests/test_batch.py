@@ -156,6 +156,23 @@ def test_skip_existing_resumes(cli, samples, tmp_path):
             assert p.stat().st_mtime_ns == mtimes[p.name]
 
 
+def test_stdin_among_several_inputs(cli, samples, tmp_path):
+    """Standard input belongs to the parent process: it is read there, not by a worker."""
+    data = (samples / "chelsea.png").read_bytes()
+    r = cli("pool", "-", samples / "camera.png", samples / "rocket.jpg", "-m", "max", "-s", "2", "-o", "out",
+            "--jobs", "2", "--json", stdin=data)  # fmt: skip
+    assert r.code == 0, r
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "camera_max2.png",
+        "rocket_max2.png",
+        "stdin_max2.png",
+    ]
+    want = np.asarray(Image.open(samples / "chelsea.png"))
+    got = np.asarray(decode(tmp_path / "out" / "stdin_max2.png"))
+    np.testing.assert_array_equal(got, want[: want.shape[0] // 2 * 2, : want.shape[1] // 2 * 2].reshape(
+        want.shape[0] // 2, 2, want.shape[1] // 2, 2, 3).max(axis=(1, 3)))  # fmt: skip
+
+
 def test_report_file_has_a_row_per_file(cli, samples, tmp_path):
     r = cli("convolve", samples, "-k", "sobel", "-o", "out", "--report", "report.json", "-q")
     assert r.code == 0 and r.stderr == ""
@@ -226,6 +243,34 @@ def test_sigint_stops_cleanly(tmp_path):
     assert b"interrupted" in err and b"Traceback" not in err
 
 
+def test_second_sigint_stops_waiting(tmp_path):
+    """A second Ctrl-C does not wait for the files in hand: their workers are killed, and the
+    temporary files they were writing are removed."""
+    src = tmp_path / "big"
+    src.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (1500, 2000, 3)).astype(np.uint8)).save(
+            src / f"b{i}.png", compress_level=0
+        )
+    out = tmp_path / "out"
+    proc = subprocess.Popen(poolcli_command() + ["convolve", str(src), "-k", "gaussian", "--sigma", "12", "-o", str(out),
+                            "--jobs", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out.exists() and any(out.iterdir())) and proc.poll() is None:
+        time.sleep(0.01)  # a worker has started writing (its first temp file) or a result is in
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    assert b"interrupted" in err and b"Traceback" not in err, err.decode()
+    time.sleep(0.2)
+    assert not [p for p in out.iterdir() if p.name.startswith(".poolcli-")]
+    for p in out.iterdir():
+        decode(p)
+
+
 def test_sigterm_stops_cleanly(tmp_path, samples):
     src = chelsea_copies(tmp_path, samples, 40)
     out = tmp_path / "out"
@@ -282,6 +327,17 @@ def test_a_killed_worker_loses_no_file(tmp_path, samples):
     assert b"Traceback" not in err
 
 
+def test_orphans_of_a_dead_worker_only_are_removed(tmp_path):
+    from poolcli import batch, images
+
+    theirs = tmp_path / f"{images.TEMP_PREFIX}4242-abc.tmp"
+    live = tmp_path / f"{images.TEMP_PREFIX}4243-abc.tmp"
+    theirs.write_bytes(b"x")
+    live.write_bytes(b"x")
+    batch._remove_orphans([batch.Task("a.png", str(tmp_path / "a_max2.png"), "png")], 4242)
+    assert not theirs.exists() and live.exists()
+
+
 class DiesOnSevenRows:
     """A job whose worker dies (as if killed) on images 7 rows high."""
 
@@ -314,3 +370,65 @@ def test_a_file_that_kills_its_worker_fails_alone(tmp_path):
     failed = [r for r in results if r.error]
     assert [r.input for r in failed] == [names[2]] and "worker process died" in failed[0].error
     assert sorted(os.listdir(tmp_path / "out")) == sorted(os.path.basename(n) for n in names if n != names[2])
+
+
+def _on_a_terminal(args, cwd) -> tuple[int, str]:
+    """Run poolcli with stderr on a pseudo-terminal; returns (exit code, what the terminal got)."""
+    import pty
+    import select
+
+    leader, follower = pty.openpty()
+    env = {**os.environ, "COLUMNS": "100", "TERM": "xterm"}
+    env.pop("NO_COLOR", None)
+    proc = subprocess.Popen(poolcli_command() + [str(a) for a in args], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=follower, cwd=cwd, env=env)  # fmt: skip
+    os.close(follower)
+    got = b""
+    while True:
+        ready, _, _ = select.select([leader], [], [], 120)
+        try:
+            chunk = os.read(leader, 65536) if ready else b""
+        except OSError:  # the terminal closed: poolcli has exited
+            chunk = b""
+        if not chunk:
+            break
+        got += chunk
+    os.close(leader)
+    return proc.wait(timeout=60), got.decode(errors="replace")
+
+
+def test_progress_bar_on_a_terminal(tmp_path, samples):
+    src = chelsea_copies(tmp_path, samples, 12)
+    code, shown = _on_a_terminal(["pool", src, "-m", "max", "-s", "2", "-o", tmp_path / "out", "--jobs", "2"], tmp_path)
+    assert code == 0, shown
+    assert "12/12" in shown and "img/s" in shown  # files done, rate
+    assert "→" not in shown  # no per-file log lines under the bar
+    assert "files 12 · written 12" in shown
+    code, shown = _on_a_terminal(["pool", src, "-m", "max", "-s", "2", "-o", tmp_path / "q", "-q"], tmp_path)
+    assert code == 0 and shown == ""
+
+
+def test_log_lines_when_not_a_terminal(cli, tmp_path, samples):
+    src = chelsea_copies(tmp_path, samples, 3)
+    r = cli("pool", src, "-m", "max", "-s", "2", "-o", "out", "--jobs", "2")
+    assert r.code == 0, r
+    for i in range(3):
+        assert f"c{i:02d}.png → " in r.stderr
+    assert "img/s" not in r.stderr
+
+
+def test_sigint_while_waiting_for_stdin(tmp_path):
+    """Ctrl-C while poolcli waits for an image on a pipe: exit 130, one line, no traceback."""
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen(poolcli_command() + ["pool", "-m", "max", "-s", "2", "-o", str(tmp_path / "x.png")],
+                            stdin=read_end, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    os.close(read_end)
+    try:
+        time.sleep(1.5)  # started, and blocked reading standard input
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 130, err.decode()
+    assert b"interrupted" in err and b"Traceback" not in err and b"Aborted" not in err
+    assert not (tmp_path / "x.png").exists()
