@@ -268,10 +268,29 @@ def _work(conn, tasks: list[Task], job, kwargs: dict, stop) -> None:
             return
         task = tasks[i]
         ahead = _prefetched.take(task) if _prefetched is not None else None
-        res = process_file(task, job, inflated=ahead, **kwargs)
+        try:
+            res = process_file(task, job, inflated=ahead, **kwargs)
+        except Exception as exc:  # a bug, not a bad file: the parent reports it and stops
+            import traceback
+
+            res = WorkerError(f"{exc.__class__.__name__}: {exc}", traceback.format_exc())
         if ahead is not None:
             _prefetched.release(task)
-        conn.send((i, res))
+        try:
+            conn.send((i, res))
+        except OSError:  # the parent is gone
+            return
+
+
+class WorkerError(Exception):
+    """An unexpected exception in a worker process (a bug); ``details`` is its traceback."""
+
+    def __init__(self, message: str, details: str):
+        super().__init__(message, details)
+        self.details = details
+
+    def __str__(self) -> str:
+        return self.args[0]
 
 
 def _reuse_freed_memory() -> None:
@@ -619,6 +638,8 @@ class _Pool:
                             self._feed(self._start(), todo)
                     continue
                 sent.remove(i)
+                if isinstance(res, WorkerError):
+                    raise res from _RemoteTraceback(res.details)
                 self._record(res)
                 self._feed(conn, todo)
         return died
@@ -632,6 +653,13 @@ class _Pool:
             conn.close()
             _remove_orphans([self.tasks[k] for k in sent], proc.pid)
         self.sent.clear()
+
+
+class _RemoteTraceback(Exception):
+    """The traceback of a :class:`WorkerError`, shown as its cause (as concurrent.futures does)."""
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.args[0]}"""'
 
 
 def _remove_orphans(tasks: list[Task], pid: int) -> None:

@@ -432,3 +432,29 @@ def test_sigint_while_waiting_for_stdin(tmp_path):
     assert proc.returncode == 130, err.decode()
     assert b"interrupted" in err and b"Traceback" not in err and b"Aborted" not in err
     assert not (tmp_path / "x.png").exists()
+
+
+class FailsOnSevenRows(DiesOnSevenRows):
+    """A job with a bug that shows on images 7 rows high."""
+
+    def apply(self, pic):
+        if pic.pixels.shape[0] == 7:
+            return 1 / 0
+        return self.inner.apply(pic)
+
+
+def test_a_bug_in_a_worker_is_reported_not_retried(tmp_path):
+    """An exception in a worker is a bug: the batch stops with it (the CLI says "internal
+    error", exit 70), with the worker's traceback attached; it is not mistaken for a dead worker."""
+    from poolcli import batch
+
+    names = []
+    for i, h in enumerate([5, 6, 7, 8]):
+        Image.fromarray(np.full((h, 4, 3), i, np.uint8)).save(tmp_path / f"i{i}.png")
+        names.append(str(tmp_path / f"i{i}.png"))
+    (tmp_path / "out").mkdir()
+    tasks = [batch.Task(n, str(tmp_path / "out" / os.path.basename(n)), "png") for n in names]
+    with pytest.raises(batch.WorkerError, match="ZeroDivisionError: division by zero") as caught:
+        batch.run(tasks, FailsOnSevenRows(), jobs=2, max_pixels=None, png_level=1)
+    assert "return 1 / 0" in caught.value.details
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".poolcli-")]
