@@ -48,12 +48,17 @@ def take_compile_ms() -> float:
     return ms
 
 
+def engine_loaded() -> bool:
+    """Whether :func:`engine` has imported the compiled-loop modules (and Numba) already."""
+    import sys
+
+    return "poolcli.engine.pool" in sys.modules
+
+
 def engine():
     """The compiled-loop modules; importing Numba (≈0.2 s) counts as compile time."""
     global _compile_ms
-    import sys
-
-    if "poolcli.engine.pool" not in sys.modules:
+    if not engine_loaded():
         t0 = time.perf_counter()
         from .engine import convolve, pixels, png, pool  # noqa: F401
 

@@ -167,7 +167,7 @@ def process_file(
 
     ``inflated`` is the input already read, checked and inflated by :class:`Prefetcher`.
     """
-    from .api import engine, take_compile_ms
+    from .api import engine, engine_loaded, take_compile_ms
 
     name = "<stdin>" if task.source == "-" else task.source
     res = FileResult(input=name, output=None if task.dest == "-" else task.dest)
@@ -181,13 +181,19 @@ def process_file(
             raise ImageError(f"{name}: refusing to overwrite the input with the output")
         take_compile_ms()
         t0 = time.perf_counter()
-        engine()  # importing Numba, the first time, is compile time, not load time
+        data = None
+        if inflated is None and not engine_loaded():
+            # the first image of this process: read and inflate it on a thread (the GIL is
+            # released) while Numba loads; that is compile time, not load time
+            data, inflated = _read_ahead(task.source, name, max_pixels, _load_decoder)
+        else:
+            engine()
         if inflated is not None:
             pic = images.png_picture(*inflated, name, gray=job.gray)
         else:
-            data = images.read_bytes(task.source)
+            data = data if data is not None else images.read_bytes(task.source)
             pic = images.decode(data, name, gray=job.gray, max_pixels=max_pixels)
-            del data  # peak memory: hold as few full-size buffers as possible at once
+        del data, inflated  # peak memory: hold as few full-size buffers as possible at once
         t1 = time.perf_counter()
         res.height, res.width, res.channels = pic.pixels.shape
         res.dtype = str(pic.pixels.dtype)
@@ -218,6 +224,39 @@ def process_file(
     except MemoryError:
         res.error = f"{name}: out of memory"
     return res
+
+
+def _load_decoder() -> None:
+    """Import Numba and load the compiled PNG row-filter decoder (both count as compile time)."""
+    from .api import engine
+
+    engine()
+    images.png_picture((1, 1, 8, 0), bytes(2), "warm-up")  # a 1×1 gray PNG's scanline
+
+
+def _read_ahead(source: str, name: str, max_pixels: int | None, meanwhile: Callable[[], object]):
+    """(file bytes, inflated PNG scanlines or None) of ``source``, read on a thread while
+    ``meanwhile()`` runs here; an ImageError of the reading is raised here, after it."""
+    import threading
+
+    got: list = []
+
+    def read() -> None:
+        try:
+            data = images.read_bytes(source)
+            got.extend([data, images.inflate_png(data, name, max_pixels)])
+        except (ImageError, MemoryError) as exc:
+            got.append(exc)
+
+    reader = threading.Thread(target=read, name="poolcli-read-ahead", daemon=True)
+    reader.start()
+    try:
+        meanwhile()
+    finally:
+        reader.join()
+    if len(got) == 1:
+        raise got[0]
+    return got[0], got[1]
 
 
 def prepare(job, out, source_dtype, fmt: str):
@@ -351,14 +390,10 @@ class Prefetcher:
                 continue
             try:
                 with open(task.source, "rb") as fh:
-                    data = fh.read()
-                if data[:8] != images.PNG_SIGNATURE or len(data) <= 33 or data[12:16] != b"IHDR":
-                    continue  # not a PNG: the worker decodes it (through Pillow)
-                images.check_png_pixels(data, task.source, max_pixels)
-                got = images.png_scanlines(data, task.source)
+                    got = images.inflate_png(fh.read(), task.source, max_pixels)
             except (OSError, ImageError, MemoryError):
                 continue
-            if got is None:
+            if got is None:  # not a plain PNG: the worker decodes it (through Pillow)
                 continue
             header, raw = got
             if offset + len(raw) > self.BUDGET:

@@ -131,12 +131,9 @@ def decode(
     """
     if data[:6] == b"\x93NUMPY":
         return _decode_npy(data, name, gray, max_pixels)
-    if data[:8] == PNG_SIGNATURE and len(data) > 33 and data[12:16] == b"IHDR":
-        w, h = struct.unpack(">II", data[16:24])
-        _check_pixels(w, h, name, max_pixels)
-        pic = _decode_png(data, name)
-        if pic is not None:
-            return _gray(pic) if gray else pic
+    inflated = inflate_png(data, name, max_pixels)
+    if inflated is not None:
+        return png_picture(*inflated, name, gray=gray)
     if data[:4] in (b"II*\0", b"MM\0*"):
         pic = _decode_tiff16(data, name, max_pixels)
         if pic is not None:
@@ -159,12 +156,6 @@ def decode(
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError) as exc:
         detail = str(exc).strip().rstrip(".") or exc.__class__.__name__
         raise ImageError(f"{name}: truncated or corrupt image ({detail})") from None
-
-
-def check_png_pixels(data: bytes, name: str, max_pixels: int | None) -> None:
-    """ImageError if the PNG ``data``'s header gives more pixels than ``max_pixels``."""
-    w, h = struct.unpack(">II", data[16:24])
-    _check_pixels(w, h, name, max_pixels)
 
 
 def _check_pixels(w: int, h: int, name: str, max_pixels: int | None) -> None:
@@ -365,21 +356,26 @@ _PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}
 _PNG_COLOUR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}
 
 
-def _decode_png(data: bytes, name: str) -> Picture | None:
-    """Decode a plain PNG (8 or 16 bits; gray, gray+alpha, RGB, RGBA; not interlaced) or None.
+def inflate_png(data: bytes, name: str, max_pixels: int | None) -> tuple[tuple[int, int, int, int], bytes] | None:
+    """The first half of decoding a plain PNG (8 or 16 bits; gray, gray+alpha, RGB, RGBA; not
+    interlaced), which needs no compiled code: the pixel limit checked, every chunk's CRC
+    checked and the image data inflated; :func:`png_picture` is the second half.
 
-    None means Pillow should read it (palettes, tRNS transparency, EXIF, interlacing, 1–4-bit
-    depths).  This path is faster than Pillow's and keeps 16-bit colour, which Pillow reduces
-    to 8 bits; a 16-bit colour PNG that it cannot read is an error, not a silent loss.
+    Returns ((width, height, bit depth, colour type), filtered scanlines), or None when
+    ``data`` is not such a PNG and Pillow should read it (palettes, tRNS transparency, EXIF,
+    interlacing, 1–4-bit depths).  This path is faster than Pillow's and keeps 16-bit colour,
+    which Pillow reduces to 8 bits; a 16-bit colour PNG that it cannot read is an error, not a
+    silent loss.  It releases the GIL while inflating, so it can run on a thread.
     """
-    inflated = png_scanlines(data, name)
-    return None if inflated is None else png_picture(*inflated, name)
+    if data[:8] != PNG_SIGNATURE or len(data) <= 33 or data[12:16] != b"IHDR":
+        return None
+    w, h = struct.unpack(">II", data[16:24])
+    _check_pixels(w, h, name, max_pixels)
+    return png_scanlines(data, name)
 
 
 def png_scanlines(data: bytes, name: str) -> tuple[tuple[int, int, int, int], bytes] | None:
-    """The first half of :func:`_decode_png`, which needs no compiled code: every chunk's CRC
-    checked and the image data inflated.  Returns ((width, height, bit depth, colour type),
-    filtered scanlines), or None for a PNG that Pillow should read."""
+    """:func:`inflate_png` without the signature and pixel-limit checks."""
     try:
         w, h, depth, colour_type, _c, _f, interlace = struct.unpack(">IIBBBBB", data[16:29])
         deep_colour = depth == 16 and colour_type in (2, 4, 6)
@@ -412,9 +408,9 @@ def png_scanlines(data: bytes, name: str) -> tuple[tuple[int, int, int, int], by
 
 
 def png_picture(header: tuple[int, int, int, int], raw, name: str, *, gray: bool = False) -> Picture:
-    """The second half of :func:`_decode_png`: the row filters of the inflated scanlines
-    ``raw`` (bytes or a buffer) undone by compiled code, as a :class:`Picture` (one luma
-    channel with ``gray``, as :func:`decode`)."""
+    """The second half of decoding a plain PNG (:func:`inflate_png`): the row filters of the
+    inflated scanlines ``raw`` (bytes or a buffer) undone by compiled code, as a
+    :class:`Picture` (one luma channel with ``gray``, as :func:`decode`)."""
     from .api import run_compiled
     from .engine.png import unfilter
 
