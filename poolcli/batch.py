@@ -236,7 +236,7 @@ def _load_decoder() -> None:
 
 def _read_ahead(source: str, name: str, max_pixels: int | None, meanwhile: Callable[[], object]):
     """(file bytes, inflated PNG scanlines or None) of ``source``, read on a thread while
-    ``meanwhile()`` runs here; an ImageError of the reading is raised here, after it."""
+    ``meanwhile()`` runs here; what the reading raised is raised here, after it."""
     import threading
 
     got: list = []
@@ -245,7 +245,7 @@ def _read_ahead(source: str, name: str, max_pixels: int | None, meanwhile: Calla
         try:
             data = images.read_bytes(source)
             got.extend([data, images.inflate_png(data, name, max_pixels)])
-        except (ImageError, MemoryError) as exc:
+        except Exception as exc:  # ImageError, MemoryError, or a bug: all belong to the caller
             got.append(exc)
 
     reader = threading.Thread(target=read, name="poolcli-read-ahead", daemon=True)
