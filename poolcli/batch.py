@@ -446,22 +446,31 @@ _prefetched: Prefetcher | None = None  # set in the parent just before workers a
 
 
 def _warm(job, fmt: str) -> float:
-    """Compile (or load from the cache) the job's 8-bit path, encoder included, before workers
+    """Compile (or load from the cache) the job's 8-bit path, encoder included, as the workers
+    will run it (on one thread each: the serial twins of the parallel loops), before they
     start; returns the milliseconds that took."""
     import numpy as np
 
-    from .api import take_compile_ms
+    from .api import engine, take_compile_ms
     from .images import Picture
 
     take_compile_ms()
-    for channels in (1, 3):
-        pic = Picture(np.zeros((16, 16, channels), np.uint8), False, "RGB")
-        try:
-            ready = prepare(job, job.apply(pic), pic.pixels.dtype, fmt)
-            if not isinstance(ready, bytes):
-                images.decode(images.encode(ready, pic.alpha, fmt), "warm-up")
-        except ImageError:
-            pass  # a window too large for the tiny image: nothing to warm
+    engine()
+    import numba
+
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        for channels in (1, 3):
+            pic = Picture(np.zeros((16, 16, channels), np.uint8), False, "RGB")
+            try:
+                ready = prepare(job, job.apply(pic), pic.pixels.dtype, fmt)
+                if not isinstance(ready, bytes):
+                    images.decode(images.encode(ready, pic.alpha, fmt), "warm-up")
+            except ImageError:
+                pass  # a window too large for the tiny image: nothing to warm
+    finally:
+        numba.set_num_threads(threads)
     return take_compile_ms()
 
 

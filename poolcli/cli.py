@@ -482,7 +482,8 @@ def _fmt_weight(v: float) -> str:
 def warmup(quiet: bool = QUIET) -> None:
     """Compile and cache every engine loop for every image dtype, ahead of first use.
 
-    Later runs load the machine code from the cache in milliseconds.
+    Both forms are compiled: on all threads, and on one (as batch workers run). Later runs
+    load the machine code from the cache in milliseconds.
     """
     import numpy as np
 
@@ -490,18 +491,23 @@ def warmup(quiet: bool = QUIET) -> None:
 
     t0 = time.perf_counter()
     api.take_compile_ms()
+    api.engine()
+    import numba
+
     tiny = {dt: np.zeros((6, 6, 3), dt) for dt in (np.uint8, np.uint16, np.float32, np.float64)}
-    for img in tiny.values():
-        for kernel in ("sharpen", "blur", "sobel", "emboss"):
-            api.convolve(img, kernel)
-        api.convolve(img, "sharpen", stride=2)
-        for mode in api.MODES:
-            api.pool(img, mode, 2, seed=0)
-            api.pool(img, mode, 3, stride=2, padding=1, seed=0)
-    for dt in (np.uint8, np.uint16):  # float results to pixels, and the PNG codec
-        for scale in ("clip", "normalize"):
-            px = images.to_pixels(np.zeros((6, 6, 3), np.float32), dt, scale, 3)
-        images.decode(images.encode(px, False, "png"), "warmup")
+    for threads in sorted({numba.get_num_threads(), 1}, reverse=True):  # batch workers use 1
+        numba.set_num_threads(threads)
+        for img in tiny.values():
+            for kernel in ("sharpen", "blur", "sobel", "emboss"):
+                api.convolve(img, kernel)
+            api.convolve(img, "sharpen", stride=2)
+            for mode in api.MODES:
+                api.pool(img, mode, 2, seed=0)
+                api.pool(img, mode, 3, stride=2, padding=1, seed=0)
+        for dt in (np.uint8, np.uint16):  # float results to pixels, and the PNG codec
+            for scale in ("clip", "normalize"):
+                px = images.to_pixels(np.zeros((6, 6, 3), np.float32), dt, scale, 3)
+            images.decode(images.encode(px, False, "png"), "warmup")
     ms = api.take_compile_ms()
     if not quiet:
         sys.stderr.write(f"poolcli: compiled or loaded every loop in {ms / 1e3:.1f} s "
