@@ -182,9 +182,10 @@ def process_file(
         take_compile_ms()
         t0 = time.perf_counter()
         data = None
-        if inflated is None and not engine_loaded():
-            # the first image of this process: read and inflate it on a thread (the GIL is
-            # released) while Numba loads; that is compile time, not load time
+        if inflated is None and task.source != "-" and not engine_loaded():
+            # the first file of this process: read and inflate it on a thread (the GIL is
+            # released) while Numba loads; that is compile time, not load time.  Not standard
+            # input: a Ctrl-C that Numba's start-up swallows would leave us waiting for it.
             data, inflated = _read_ahead(task.source, name, max_pixels, _load_decoder)
         else:
             engine()
@@ -242,6 +243,8 @@ def _read_ahead(source: str, name: str, max_pixels: int | None, meanwhile: Calla
     got: list = []
 
     def read() -> None:
+        if hasattr(signal, "pthread_sigmask"):  # Ctrl-C is for the main thread to take
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             data = images.read_bytes(source)
             got.extend([data, images.inflate_png(data, name, max_pixels)])
@@ -250,10 +253,9 @@ def _read_ahead(source: str, name: str, max_pixels: int | None, meanwhile: Calla
 
     reader = threading.Thread(target=read, name="poolcli-read-ahead", daemon=True)
     reader.start()
-    try:
-        meanwhile()
-    finally:
-        reader.join()
+    meanwhile()  # if this raises (Ctrl-C), the reader is left to finish its file unwaited for
+    while reader.is_alive():  # in slices: a signal taken by another thread still gets handled
+        reader.join(0.05)
     if len(got) == 1:
         raise got[0]
     return got[0], got[1]

@@ -534,15 +534,13 @@ def main() -> None:
 
 
 def _exit(code) -> None:
-    """Exit with ``code``; at once (``os._exit``) when Numba is loaded.
+    """Exit with ``code`` at once (``os._exit``), once the standard streams are flushed.
 
-    Tearing down Numba and LLVM at interpreter exit takes 0.15–0.3 s and saves nothing: by
-    now every output file is written, renamed and closed, worker processes have been joined
-    and the helper reaped, so only the standard streams need flushing.  Without Numba (help,
-    version, kernels, usage errors) the exit is the normal one.
+    By now every output file is written, renamed and closed, and worker processes have been
+    joined and the helper reaped.  A normal interpreter exit would spend 0.15–0.3 s tearing
+    down Numba and LLVM, and after a Ctrl-C it could trip over the read-ahead thread, which
+    is left to finish reading its file.
     """
-    if "numba" not in sys.modules:
-        sys.exit(code)
     if code is None:
         code = 0
     elif not isinstance(code, int):  # sys.exit("message"): print it, as Python would

@@ -417,6 +417,22 @@ def test_log_lines_when_not_a_terminal(cli, tmp_path, samples):
     assert "img/s" not in r.stderr
 
 
+def _wait_until_reading_a_pipe(pid: int, timeout: float = 120) -> None:
+    """Return once a thread of process ``pid`` is blocked reading a pipe (its kernel wait
+    channel says so), or after a few seconds where the wait channel cannot be read."""
+    start = time.time()
+    while time.time() < start + timeout:
+        try:
+            waits = [p.read_text() for p in Path(f"/proc/{pid}/task").glob("*/wchan")]
+        except OSError:
+            waits = []
+        if any("pipe_read" in w for w in waits):
+            return
+        if not any(w not in ("", "0") for w in waits) and time.time() > start + 5:
+            return  # no wait channels to see here: five seconds is ample to start
+        time.sleep(0.02)
+
+
 def test_sigint_while_waiting_for_stdin(tmp_path):
     """Ctrl-C while poolcli waits for an image on a pipe: exit 130, one line, no traceback."""
     read_end, write_end = os.pipe()
@@ -424,7 +440,7 @@ def test_sigint_while_waiting_for_stdin(tmp_path):
                             stdin=read_end, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     os.close(read_end)
     try:
-        time.sleep(1.5)  # started, and blocked reading standard input
+        _wait_until_reading_a_pipe(proc.pid)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
