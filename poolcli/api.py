@@ -93,6 +93,13 @@ def row_blocks(rows: int) -> int:
     return max(1, min(rows, 4 * numba.get_num_threads()))
 
 
+def threads() -> int:
+    """How many compute threads the engine uses now."""
+    import numba
+
+    return numba.get_num_threads()
+
+
 def set_threads(n: int | None) -> None:
     """Bound the compute threads (``--threads``); None leaves Numba's default (all cores)."""
     if n is None:

@@ -295,10 +295,10 @@ def _work(conn, tasks: list[Task], job, kwargs: dict, stop) -> None:
     # The parent owns interruption: a worker finishes the file in hand, then is told to stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    images.PNG_THREADS = 1  # one compute thread each: the siblings use the other cores
-    import numba
+    from .api import set_threads
 
-    numba.set_num_threads(1)
+    images.PNG_THREADS = 1  # one compute thread each: the siblings use the other cores
+    set_threads(1)
     _reuse_freed_memory()  # workers from a fork server do not inherit the parent's setting
     while True:
         try:
@@ -453,15 +453,13 @@ def _warm(job, fmt: str) -> float:
     start; returns the milliseconds that took."""
     import numpy as np
 
-    from .api import engine, take_compile_ms
+    from .api import engine, set_threads, take_compile_ms, threads
     from .images import Picture
 
     take_compile_ms()
     engine()
-    import numba
-
-    threads = numba.get_num_threads()
-    numba.set_num_threads(1)
+    before = threads()
+    set_threads(1)
     try:
         for channels in (1, 3):
             pic = Picture(np.zeros((16, 16, channels), np.uint8), False, "RGB")
@@ -472,7 +470,7 @@ def _warm(job, fmt: str) -> float:
             except ImageError:
                 pass  # a window too large for the tiny image: nothing to warm
     finally:
-        numba.set_num_threads(threads)
+        set_threads(before)
     return take_compile_ms()
 
 

@@ -492,11 +492,9 @@ def warmup(quiet: bool = QUIET) -> None:
     t0 = time.perf_counter()
     api.take_compile_ms()
     api.engine()
-    import numba
-
     tiny = {dt: np.zeros((6, 6, 3), dt) for dt in (np.uint8, np.uint16, np.float32, np.float64)}
-    for threads in sorted({numba.get_num_threads(), 1}, reverse=True):  # batch workers use 1
-        numba.set_num_threads(threads)
+    for threads in sorted({api.threads(), 1}, reverse=True):  # batch workers compute on 1
+        api.set_threads(threads)
         for img in tiny.values():
             for kernel in ("sharpen", "blur", "sobel", "emboss"):
                 api.convolve(img, kernel)
