@@ -72,11 +72,10 @@ def run_compiled(fn, *args) -> None:
     """Call a compiled engine function, timing its compilation (or cache load) separately; on
     one thread, its serial twin (see :func:`poolcli.engine._jit.pjit`)."""
     global _compile_ms
-    import numba
     from numba import typeof
 
     serial = getattr(fn, "serial", None)
-    if serial is not None and numba.get_num_threads() == 1:
+    if serial is not None and threads() == 1:
         fn = serial
     sig = tuple(typeof(a) for a in args)
     if sig not in fn.overloads:
