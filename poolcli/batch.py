@@ -611,7 +611,7 @@ class _Pool:
     def run(self, jobs: int) -> None:
         from collections import deque
 
-        todo, suspects = deque(range(len(self.tasks))), deque()
+        todo = deque(range(len(self.tasks)))
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_w, False)
         old = {sig: signal.signal(sig, self._interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -619,12 +619,11 @@ class _Pool:
         try:
             for _ in range(min(jobs, len(todo))):
                 self._feed(self._start(), todo)
-            self._loop(todo, suspects, wake_r, respawn=True)
+            suspects = self._loop(todo, wake_r, respawn=True)
             while suspects and not self.interrupted:  # each alone, in a fresh worker
-                one = deque([suspects.popleft()])
+                one = deque([suspects.pop(0)])
                 self._feed(self._start(), one)
-                died = self._loop(one, deque(), wake_r, respawn=False)
-                for i in died:
+                for i in self._loop(one, wake_r, respawn=False):
                     task = self.tasks[i]
                     res = FileResult(input=task.source, output=task.dest)
                     res.error = f"{task.source}: the worker process died on it (killed, or out of memory)"
@@ -645,9 +644,9 @@ class _Pool:
         self.interrupted += 1
         self.stop.value = 1
 
-    def _loop(self, todo, suspects, wake_r: int, *, respawn: bool) -> list[int]:
+    def _loop(self, todo, wake_r: int, *, respawn: bool) -> list[int]:
         """Collect results until every worker has quit; returns the indices whose worker died
-        on them (also added to ``suspects``)."""
+        on them."""
         from multiprocessing.connection import wait
 
         died: list[int] = []
@@ -676,7 +675,6 @@ class _Pool:
                         _remove_orphans([self.tasks[k] for k in sent], proc.pid)
                     if sent and not self.interrupted:  # it died on sent[0]; the rest never started
                         died.append(sent.popleft())
-                        suspects.append(died[-1])
                         todo.extendleft(reversed(sent))
                         if respawn and todo:
                             self._feed(self._start(), todo)
