@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import struct
 import tempfile
 import zlib
@@ -88,18 +89,21 @@ def format_for(path: str | None, fmt: str | None) -> str:
 # --------------------------------------------------------------------------- reading
 
 
-def read_bytes(source: str) -> bytes:
-    """The bytes of a file, or of standard input for '-'; ImageError naming the file if it fails."""
-    if source == "-":
-        import sys
+def byte_limit(max_pixels: int | None) -> int | None:
+    """The most bytes an input file may have: what the largest image within ``max_pixels``
+    could take (4 channels of float64, plus metadata), or None without a pixel limit."""
+    return None if not max_pixels else max_pixels * 32 + (64 << 20)
 
-        data = sys.stdin.buffer.read()
-        if not data:
-            raise ImageError("<stdin>: no data on standard input")
-        return data
+
+def read_bytes(source: str, max_pixels: int | None = PILLOW_DEFAULT_MAX_PIXELS) -> bytes:
+    """The bytes of a regular file, or of standard input for '-'; ImageError naming the file if
+    it fails.  FIFOs, devices and sockets are refused without reading (opening a FIFO would
+    block, a device may never end), and so is anything larger than :func:`byte_limit`."""
+    limit = byte_limit(max_pixels)
+    if source == "-":
+        return _read_stdin(limit)
     try:
-        with open(source, "rb") as fh:
-            data = fh.read()
+        fd = os.open(source, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise ImageError(f"{source}: no such file") from None
     except IsADirectoryError:
@@ -108,8 +112,55 @@ def read_bytes(source: str) -> bytes:
         raise ImageError(f"{source}: permission denied") from None
     except OSError as exc:
         raise ImageError(f"{source}: cannot read ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ImageError(f"{source}: is a directory, not an image")
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageError(f"{source}: is {_kind_of(st.st_mode)}, not a regular file; refusing to read it")
+        if limit is not None and st.st_size > limit:
+            raise ImageError(
+                f"{source}: {st.st_size:,} bytes is more than any image within the pixel limit can take; "
+                "raise it with --max-pixels, 0 lifts it"
+            )
+        try:
+            data = fh.read()
+        except OSError as exc:
+            raise ImageError(f"{source}: cannot read ({exc.strerror or exc})") from None
     if not data:
         raise ImageError(f"{source}: empty file (0 bytes)")
+    return data
+
+
+def _kind_of(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):  # fmt: skip
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def _read_stdin(limit: int | None) -> bytes:
+    import sys
+
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (OSError, ValueError, AttributeError):
+        mode = 0
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):  # /dev/zero would never end
+        raise ImageError(f"<stdin>: standard input is {_kind_of(mode)}, not an image file or a pipe")
+    stream = sys.stdin.buffer
+    if limit is None:
+        data = stream.read()
+    else:
+        data = stream.read(limit + 1)
+        if len(data) > limit:
+            raise ImageError(
+                f"<stdin>: more than {limit:,} bytes, more than any image within the pixel limit can take; "
+                "raise it with --max-pixels, 0 lifts it"
+            )
+    if not data:
+        raise ImageError("<stdin>: no data on standard input")
     return data
 
 
@@ -134,28 +185,46 @@ def decode(
     inflated = inflate_png(data, name, max_pixels)
     if inflated is not None:
         return png_picture(*inflated, name, gray=gray)
-    if data[:4] in (b"II*\0", b"MM\0*"):
-        pic = _decode_tiff16(data, name, max_pixels)
+    if data[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+        pic = _decode_tiff(data, name, max_pixels)
         if pic is not None:
             return _gray(pic) if gray else pic
+    return _decode_pillow(data, name, gray, max_pixels)
+
+
+def _decode_pillow(data: bytes, name: str, gray: bool, max_pixels: int | None) -> Picture:
+    """Any other format, through Pillow.  Whatever Pillow raises on these bytes is the file's
+    fault (Pillow's decoders raise many kinds of exception on hostile input), so every
+    exception becomes this file's ImageError, and Pillow's warnings are kept off stderr."""
+    import warnings
+
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     Image.MAX_IMAGE_PIXELS = None  # the limit is ours (--max-pixels), checked before decoding
     try:
-        im = Image.open(io.BytesIO(data))
-        w, h = im.size
-        _check_pixels(w, h, name, max_pixels)
-        im.load()
-        if im.getexif().get(0x0112, 1) != 1:  # exif_transpose copies even when nothing turns
-            im = ImageOps.exif_transpose(im)
-        return _from_pillow(im, gray)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = Image.open(io.BytesIO(data))
+            w, h = im.size
+            _check_pixels(w, h, name, max_pixels)
+            im.load()
+            if im.getexif().get(0x0112, 1) != 1:  # exif_transpose copies even when nothing turns
+                im = ImageOps.exif_transpose(im)
+            return _from_pillow(im, gray)
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image, or a format Pillow cannot read") from None
     except ImageError:
         raise
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError) as exc:
+    except MemoryError:
+        raise ImageError(f"{name}: out of memory while decoding it") from None
+    except Exception as exc:  # noqa: BLE001 - a hostile file may trip any of Pillow's checks
         detail = str(exc).strip().rstrip(".") or exc.__class__.__name__
-        raise ImageError(f"{name}: truncated or corrupt image ({detail})") from None
+        raise ImageError(f"{name}: truncated or corrupt image ({_one_line(detail)})") from None
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _check_pixels(w: int, h: int, name: str, max_pixels: int | None) -> None:
@@ -205,14 +274,18 @@ def _from_pillow(im, gray: bool) -> Picture:
 
 
 def _decode_npy(data: bytes, name: str, gray: bool, max_pixels: int | None) -> Picture:
-    try:
+    try:  # never unpickled: an object array is refused by allow_pickle=False
         arr = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise ImageError(f"{name}: not a readable .npy array ({exc})") from None
+    except MemoryError:
+        raise ImageError(f"{name}: out of memory while reading it") from None
+    except Exception as exc:  # noqa: BLE001 - NumPy's header parser raises many kinds on hostile bytes
+        raise ImageError(f"{name}: not a readable .npy array ({_one_line(str(exc))})") from None
     if arr.ndim not in (2, 3) or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         raise ImageError(
             f"{name}: a .npy image must be a numeric (H, W) or (H, W, C) array, got {arr.dtype} {arr.shape}"
         )
+    if arr.ndim == 3 and arr.shape[2] == 0:
+        raise ImageError(f"{name}: image has no channels (shape {arr.shape})")
     _check_pixels(arr.shape[1], arr.shape[0], name, max_pixels)
     if arr.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
         arr = arr.astype(np.float64)
@@ -273,26 +346,44 @@ def to_pixels(result: np.ndarray, dtype, scale: str, colour_channels: int) -> np
 
 
 def encode(pixels: np.ndarray, alpha: bool, fmt: str, *, png_level: int = DEFAULT_PNG_LEVEL) -> bytes:
-    """Encode (H, W, C) uint8/uint16 pixels (alpha last when ``alpha``) as ``fmt`` bytes."""
+    """Encode (H, W, C) uint8/uint16 pixels (alpha last when ``alpha``) as ``fmt`` bytes.
+
+    Image formats hold 1 to 4 channels (gray, gray + alpha, RGB, RGBA), JPEG only 1 or 3; a
+    result of other shapes (a 5-channel ``.npy``, two channels without alpha to JPEG) raises
+    :class:`ImageError`: that file fails alone, and ``--format npy`` writes it.
+    """
     if fmt == "npy":
         raise ValueError("npy output is written with encode_npy")
     C = pixels.shape[2]
+    if fmt == "jpg" and alpha:  # JPEG has no alpha channel: drop it
+        pixels, alpha, C = pixels[:, :, :-1], False, C - 1
+    if not 1 <= C <= 4 or (fmt == "jpg" and C not in (1, 3)):
+        raise ImageError(
+            f"a {C}-channel result cannot be written as {fmt.upper()} (it holds gray, gray + alpha, RGB or "
+            "RGBA; JPEG gray or RGB); use --format npy for the raw result"
+        )
     if pixels.dtype == np.uint16 and fmt not in ("png", "tiff"):
         pixels = ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)  # format holds 8 bits
     if fmt == "png":
         return encode_png(pixels, png_level)
+    try:
+        return _encode_pillow(pixels, fmt)
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # what Pillow raises for modes it cannot write
+        raise ImageError(f"cannot write this {C}-channel result as {fmt.upper()} ({_one_line(str(exc))})") from None
+
+
+def _encode_pillow(pixels: np.ndarray, fmt: str) -> bytes:
     from PIL import Image  # PNG does without it: batch workers skip the import
 
+    C = pixels.shape[2]
     buf = io.BytesIO()
     if pixels.dtype == np.uint16:  # fmt is tiff here
         if C == 1:
             Image.fromarray(np.ascontiguousarray(pixels[:, :, 0])).save(buf, "TIFF", compression="tiff_deflate")
             return buf.getvalue()
         return encode_tiff16(pixels)
-    if fmt == "jpg" and alpha:  # JPEG has no alpha channel: drop it
-        pixels, alpha, C = pixels[:, :, :-1], False, C - 1
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[C]
-    if fmt == "bmp" and mode == "LA":
+    if fmt in ("bmp", "webp") and mode == "LA":  # neither has gray + alpha
         mode, pixels = "RGBA", pixels[:, :, [0, 0, 0, 1]]
     im = Image.fromarray(np.ascontiguousarray(pixels if C > 1 else pixels[:, :, 0]), mode)
     if fmt == "jpg":
@@ -344,6 +435,71 @@ def write_output(data: bytes, dest: str) -> None:
         raise
 
 
+def remove_stale_temps(folder: str) -> list[str]:
+    """Delete the temporary files in ``folder`` left by poolcli processes that died hard
+    (SIGKILL, power loss) while writing; their names carry the writer's pid, and a file whose
+    writer still runs is left alone.  Returns the paths removed."""
+    import glob
+
+    removed = []
+    for tmp in glob.glob(os.path.join(glob.escape(folder), f"{TEMP_PREFIX}*-*.tmp")):
+        pid = os.path.basename(tmp)[len(TEMP_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            os.unlink(tmp)
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's process (or not ours to judge): leave its file
+    return True
+
+
+_SIGNATURES = {
+    "png": (PNG_SIGNATURE,), "jpg": (b"\xff\xd8\xff",), "tiff": (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"),
+    "bmp": (b"BM",), "webp": (b"RIFF",), "npy": (b"\x93NUMPY",),
+}  # fmt: skip
+_ENDINGS = {"png": (b"IEND\xaeB`\x82",), "jpg": (b"\xff\xd9",)}
+
+
+def complete_output(path: str, fmt: str) -> bool:
+    """Whether ``path`` holds a finished output of format ``fmt``, for ``--skip-existing``:
+    a regular, non-empty file that begins with the format's signature and, for PNG and JPEG,
+    ends with its end marker (IEND, EOI); a .npy or WebP file holds the bytes its header
+    announces.  It does not decode the pixels."""
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+            return False
+        with open(path, "rb") as fh:
+            head = fh.read(256)
+            fh.seek(max(0, st.st_size - 16))
+            tail = fh.read()
+    except OSError:
+        return False
+    if not any(head.startswith(sig) for sig in _SIGNATURES.get(fmt, (b"",))):
+        return False
+    if fmt in _ENDINGS and not any(tail.rstrip(b"\0").endswith(e) for e in _ENDINGS[fmt]):
+        return False
+    if fmt == "webp":
+        return len(head) >= 12 and head[8:12] == b"WEBP" and struct.unpack("<I", head[4:8])[0] + 8 == st.st_size
+    if fmt == "npy":
+        try:  # mapping fails when the file is shorter than its header says
+            np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError):
+            return False
+    return True
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -377,7 +533,9 @@ def inflate_png(data: bytes, name: str, max_pixels: int | None) -> tuple[tuple[i
 def png_scanlines(data: bytes, name: str) -> tuple[tuple[int, int, int, int], bytes] | None:
     """:func:`inflate_png` without the signature and pixel-limit checks."""
     try:
-        w, h, depth, colour_type, _c, _f, interlace = struct.unpack(">IIBBBBB", data[16:29])
+        w, h, depth, colour_type, method, filtering, interlace = struct.unpack(">IIBBBBB", data[16:29])
+        if method or filtering or interlace > 1 or w > 0x7FFFFFFF or h > 0x7FFFFFFF:
+            raise ImageError(f"{name}: truncated or corrupt image (illegal PNG header)")
         deep_colour = depth == 16 and colour_type in (2, 4, 6)
         if interlace and deep_colour:
             raise ImageError(f"{name}: interlaced 16-bit colour PNG is not supported; re-save it non-interlaced")
@@ -401,10 +559,23 @@ def png_scanlines(data: bytes, name: str) -> tuple[tuple[int, int, int, int], by
             pos += 12 + length
         if not idat:
             raise ImageError(f"{name}: truncated or corrupt image (no image data)")
-        raw = (_fast_zlib or zlib).decompress(b"".join(idat))
-    except (struct.error, *_ZLIB_ERRORS) as exc:
+        # inflate stops at the bytes the header announces, however much the stream holds
+        expected = (w * _PNG_CHANNELS[colour_type] * depth // 8 + 1) * h
+        raw = inflate_bounded(b"".join(idat), expected, name)
+    except (struct.error, OverflowError, *_ZLIB_ERRORS) as exc:
         raise ImageError(f"{name}: truncated or corrupt image ({exc})") from None
     return (w, h, depth, colour_type), raw
+
+
+def inflate_bounded(stream: bytes, expected: int, name: str) -> bytes:
+    """The first ``expected`` bytes that a zlib ``stream`` inflates to (never more, whatever
+    the stream holds, as libpng does); ImageError if it holds fewer."""
+    if expected > (1 << 62):
+        raise ImageError(f"{name}: truncated or corrupt image (the header announces an impossible size)")
+    raw = (_fast_zlib or zlib).decompressobj().decompress(stream, expected)
+    if len(raw) < expected:
+        raise ImageError(f"{name}: truncated or corrupt image (image data cut short)")
+    return raw
 
 
 def png_picture(header: tuple[int, int, int, int], raw, name: str, *, gray: bool = False) -> Picture:
@@ -501,8 +672,6 @@ def _deflate(scanlines: np.ndarray, level: int) -> list[bytes]:
 
 # --------------------------------------------------------------------------- 16-bit colour TIFF
 
-_TIFF_TYPES = {3: ("H", 2), 4: ("I", 4)}  # SHORT, LONG
-
 
 def encode_tiff16(pixels: np.ndarray) -> bytes:
     """A baseline TIFF of (H, W, C) uint16 pixels, C = 2 (gray+alpha), 3 (RGB) or 4 (RGBA).
@@ -536,51 +705,117 @@ def encode_tiff16(pixels: np.ndarray) -> bytes:
     return head + body + b"\0" * (len(body) & 1) + ifd
 
 
-def _decode_tiff16(data: bytes, name: str, max_pixels: int | None) -> Picture | None:
-    """Read a 16-bit colour TIFF (chunky, uncompressed or deflate, predictor 1 or 2), else None.
+# bytes of one value of each TIFF field type (BYTE, ASCII, SHORT, LONG, RATIONAL, ... LONG8)
+_TIFF_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8}
 
-    Pillow reads 16-bit colour TIFFs as 8-bit, so these are read here to keep their precision;
-    every other TIFF (and anything this reader does not know) goes to Pillow.
-    """
+
+@dataclass
+class TiffIFD:
+    """The first image file directory of a TIFF: entries are read lazily and bounded."""
+
+    data: bytes
+    name: str
+    end: str  # struct byte order
+    entries: dict  # tag -> (type, count, inline bytes or offset)
+
+    def values(self, tag: int, most: int = 16, default=None) -> list[int] | None:
+        """The integer values of ``tag`` (SHORT, LONG, LONG8, BYTE); at most ``most`` of them."""
+        if tag not in self.entries:
+            return default
+        kind, n, where = self.entries[tag]
+        code = {1: "B", 3: "H", 4: "I", 16: "Q"}.get(kind)
+        size = _TIFF_SIZES.get(kind, 1) * n
+        blob = where if isinstance(where, bytes) else self.data[where : where + size]
+        if code is None or not 1 <= n <= most or len(blob) < size:
+            raise ImageError(f"{self.name}: truncated or corrupt image (bad TIFF tag {tag})")
+        return list(struct.unpack(f"{self.end}{n}{code}", blob[:size]))
+
+
+def tiff_ifd(data: bytes, name: str) -> TiffIFD:
+    """Parse the first IFD, refusing tag tables whose values add up to more bytes than the file
+    holds (values may all point at one place: Pillow would expand each of them)."""
     try:
         end = "<" if data[:2] == b"II" else ">"
-        (first,) = struct.unpack(end + "I", data[4:8])
-        (count,) = struct.unpack(end + "H", data[first : first + 2])
-        tags: dict[int, list[int]] = {}
+        (version,) = struct.unpack(end + "H", data[2:4])
+        big = version == 43
+        if big:
+            (first,) = struct.unpack(end + "Q", data[8:16])
+            (count,) = struct.unpack(end + "Q", data[first : first + 8])
+            head, width, inline, fmt = first + 8, 20, 8, "HHQ8s"
+        else:
+            (first,) = struct.unpack(end + "I", data[4:8])
+            (count,) = struct.unpack(end + "H", data[first : first + 2])
+            head, width, inline, fmt = first + 2, 12, 4, "HHI4s"
+        if head + count * width > len(data):
+            raise ImageError(f"{name}: truncated or corrupt image (TIFF directory cut short)")
+        entries, total = {}, 0
         for k in range(count):
-            tag, kind, n, raw = struct.unpack(end + "HHI4s", data[first + 2 + 12 * k : first + 14 + 12 * k])
-            if kind not in _TIFF_TYPES:
-                continue
-            code, size = _TIFF_TYPES[kind]
-            blob = raw if n * size <= 4 else data[struct.unpack(end + "I", raw)[0] :][: n * size]
-            tags[tag] = list(struct.unpack(f"{end}{n}{code}", blob[: n * size]))
-        C = tags.get(277, [1])[0]
-        if C < 2 or tags.get(258, [0]) != [16] * C:
-            return None
-        if tags.get(259, [1])[0] not in (1, 8, 32946) or tags.get(284, [1])[0] != 1 or 322 in tags:
-            return None  # other compressions, planar or tiled layouts: Pillow's business
-        w, h = tags[256][0], tags[257][0]
-        _check_pixels(w, h, name, max_pixels)
-        chunks = []
-        for off, size in zip(tags[273], tags[279]):
-            strip = data[off : off + size]
-            if len(strip) != size:
-                raise ImageError(f"{name}: truncated or corrupt image (TIFF strip cut short)")
-            chunks.append(zlib.decompress(strip) if tags[259][0] != 1 else strip)
-        plain = b"".join(chunks)
-        if len(plain) < w * h * C * 2:
+            tag, kind, n, raw = struct.unpack(end + fmt, data[head + width * k : head + width * (k + 1)])
+            size = _TIFF_SIZES.get(kind, 1) * n
+            total += size
+            where = raw if size <= inline else struct.unpack(end + ("Q" if big else "I"), raw)[0]
+            entries.setdefault(tag, (kind, n, where))
+    except struct.error:
+        raise ImageError(f"{name}: truncated or corrupt image (TIFF header cut short)") from None
+    if total > len(data) + (1 << 20):
+        raise ImageError(
+            f"{name}: corrupt TIFF (its tags claim {total:,} bytes of values, more than the file's {len(data):,})"
+        )
+    return TiffIFD(data, name, end, entries)
+
+
+def _decode_tiff(data: bytes, name: str, max_pixels: int | None) -> Picture | None:
+    """Read a 16-bit TIFF that Pillow would misread: colour (Pillow keeps 8 bits of it), or
+    signed or floating-point samples (read as float32, never as wrapped integers); chunky,
+    uncompressed or deflate, predictor 1 or 2.  Every other TIFF goes to Pillow (None), after
+    its tag table has been checked.  Inflating stops at the bytes the header announces."""
+    ifd = tiff_ifd(data, name)
+    C = ifd.values(277, default=[1])[0]
+    if not 1 <= C <= 64:
+        return None  # Pillow says what is wrong with it
+    fmt = ifd.values(339, most=64, default=[1] * C)[0]
+    if ifd.values(258, most=64, default=[1]) != [16] * C or fmt not in (1, 2, 3):
+        return None
+    if C == 1 and fmt == 1:
+        return None  # 16-bit gray: Pillow keeps it (I;16)
+    compression = ifd.values(259, default=[1])[0]
+    if compression not in (1, 8, 32946) or ifd.values(284, default=[1])[0] != 1 or 322 in ifd.entries:
+        return None  # other compressions, planar or tiled layouts: Pillow's business
+    photometric = ifd.values(262, default=[2 if C >= 3 else 1])[0]
+    if photometric not in (1, 2) or (photometric == 1 and C > 2) or (photometric == 2 and C < 3):
+        return None
+    if 256 not in ifd.entries or 257 not in ifd.entries:
+        raise ImageError(f"{name}: truncated or corrupt image (TIFF without a width or height)")
+    w, h = ifd.values(256)[0], ifd.values(257)[0]
+    _check_pixels(w, h, name, max_pixels)
+    rps = min(ifd.values(278, default=[h])[0] or h, h)
+    n_strips = -(-h // rps)
+    offsets = ifd.values(273, most=n_strips)
+    sizes = ifd.values(279, most=n_strips)
+    if offsets is None or sizes is None or len(offsets) != n_strips or len(sizes) != n_strips:
+        raise ImageError(f"{name}: truncated or corrupt image (TIFF strips do not cover the image)")
+    row_bytes = w * C * 2
+    plain = bytearray(row_bytes * h)
+    data = ifd.data
+    for k, (off, size) in enumerate(zip(offsets, sizes)):
+        strip = data[off : off + size]
+        if len(strip) != size:
+            raise ImageError(f"{name}: truncated or corrupt image (TIFF strip cut short)")
+        want = row_bytes * (min(h, (k + 1) * rps) - k * rps)
+        if compression != 1:
+            try:
+                strip = inflate_bounded(strip, want, name)
+            except _ZLIB_ERRORS as exc:
+                raise ImageError(f"{name}: truncated or corrupt image ({exc})") from None
+        elif len(strip) < want:
             raise ImageError(f"{name}: truncated or corrupt image (TIFF data cut short)")
-        pixels = np.frombuffer(plain, end + "u2", w * h * C).reshape(h, w, C).astype(np.uint16)
-        if tags.get(317, [1])[0] == 2:  # horizontal differencing
-            pixels = np.cumsum(pixels, axis=1, dtype=np.uint16)
-    except (struct.error, zlib.error, KeyError, IndexError, ValueError) as exc:
-        raise ImageError(f"{name}: truncated or corrupt image ({exc.__class__.__name__})") from None
-    photometric = tags.get(262, [2])[0]
-    if photometric not in (1, 2):
-        return None
+        plain[k * rps * row_bytes : k * rps * row_bytes + want] = strip[:want]
+    kind = {1: "u2", 2: "i2", 3: "f2"}[fmt]
+    pixels = np.frombuffer(plain, ifd.end + kind).reshape(h, w, C)
+    if ifd.values(317, default=[1])[0] == 2:  # horizontal differencing (integer samples)
+        pixels = np.cumsum(pixels.astype(kind), axis=1, dtype=kind)
+    pixels = pixels.astype(np.uint16 if fmt == 1 else np.float32)
     alpha = C in (2, 4)
-    if photometric == 1 and C > 2 or photometric == 2 and C < 3:
-        return None
-    keep = 4 if C >= 4 else (3 if C == 3 else 2)
-    mode = {2: "LA", 3: "RGB", 4: "RGBA"}[keep] + ";16"
-    return Picture(np.ascontiguousarray(pixels[:, :, :keep]), alpha, mode)
+    keep = 4 if C >= 4 else (3 if C == 3 else C)
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[keep] + (";16" if fmt == 1 else ";F")
+    return Picture(np.ascontiguousarray(pixels[:, :, :keep]), alpha and keep in (2, 4), mode)
