@@ -11,6 +11,7 @@ import math
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,6 +37,10 @@ BOUNDARY_ALIASES = {
 }
 
 MODES = ("max", "avg", "min", "lp", "median", "stochastic")
+
+MAX_INT = 2**31 - 1  # every integer option: a C int, as PyTorch's and OpenCV's
+MAX_REACH = 1 << 16  # (kernel side − 1) × dilation: how far one output looks, in pixels
+MAX_OUTPUT_PIXELS = 1 << 28  # adaptive pooling's requested output size
 MODE_ALIASES = {"average": "avg", "mean": "avg", "l2": "lp", "maximum": "max", "minimum": "min"}
 
 _compile_ms = 0.0
@@ -157,29 +162,46 @@ def _as_image(image) -> np.ndarray:
 def _positive_int(value, name: str) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise UsageError(f"{name} must be an integer, got {value!r}")
-    if value < 1:
-        raise UsageError(f"{name} must be at least 1, got {value}")
+    _in_range(value, name, 1)
     return int(value)
 
 
+def _in_range(value, name: str, minimum: int, label=None) -> None:
+    if value < minimum:
+        raise UsageError(f"{name} must be at least {minimum}, got {value if label is None else label}")
+    if value > MAX_INT:
+        raise UsageError(f"{name} must be at most {MAX_INT:,}, got {value if label is None else label}")
+
+
 def parse_pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
-    """(a, b) from an int, a 2-sequence, or a string 'K' / 'AxB'."""
+    """(a, b) from an int, a 2-sequence, or a string 'K' / 'AxB', each from ``minimum`` to MAX_INT."""
     if isinstance(value, str):
         m = re.fullmatch(r"\s*(-?\d+)\s*(?:[xX×,]\s*(-?\d+)\s*)?", value)
         if not m:
             raise UsageError(f"{name} must be N or AxB, got '{value}'")
         a = int(m.group(1))
         b = int(m.group(2)) if m.group(2) is not None else a
-    elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+    elif isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
         a = b = int(value)
     else:
         try:
             a, b = (int(v) for v in value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise UsageError(f"{name} must be an integer or a pair of integers, got {value!r}") from None
-    if a < minimum or b < minimum:
-        raise UsageError(f"{name} must be at least {minimum}, got {value}")
+    _in_range(min(a, b), name, minimum, value)
+    _in_range(max(a, b), name, minimum, value)
     return a, b
+
+
+def _finite(value, name: str, *, float32: bool = False) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise UsageError(f"{name} must be a number, got {value!r}") from None
+    top = float(np.finfo(np.float32).max) if float32 else float("inf")
+    if not (math.isfinite(v) and abs(v) <= top):
+        raise UsageError(f"{name} must be a finite number{' within float32 (±3.4e38)' if float32 else ''}, got {value}")
+    return v
 
 
 # --------------------------------------------------------------------------- convolution
@@ -217,24 +239,71 @@ def _rank1(k: np.ndarray):
 
 
 def _as_kernel(kernel, size, sigma, flip: bool) -> np.ndarray:
-    if isinstance(kernel, str):
-        k = get_kernel(kernel, size=size, sigma=sigma)
-    else:
-        if size is not None or sigma is not None:
-            raise UsageError("size and sigma apply to named kernels only")
-        try:
-            k = np.array(kernel, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise UsageError("kernel must be a name or a 2-D array of numbers") from None
-        if k.ndim == 1:
-            k = k[None, :]
-        if not (k.ndim == 2 or (k.ndim == 3 and k.shape[0] == 2)) or k.size == 0:
-            raise UsageError(f"kernel must be a non-empty 2-D array (or a (2, kh, kw) pair), got shape {k.shape}")
-        if not np.isfinite(k).all():
-            raise UsageError("kernel values must be finite")
+    from .kernels import MAX_KERNEL_SIDE
+
+    if size is not None or sigma is not None:
+        raise UsageError("size and sigma apply to named kernels only")
+    try:
+        k = np.array(kernel, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise UsageError("kernel must be a name or a 2-D array of numbers") from None
+    if k.ndim == 1:
+        k = k[None, :]
+    if not (k.ndim == 2 or (k.ndim == 3 and k.shape[0] == 2)) or k.size == 0:
+        raise UsageError(f"kernel must be a non-empty 2-D array (or a (2, kh, kw) pair), got shape {k.shape}")
+    if max(k.shape[-2:]) > MAX_KERNEL_SIDE:
+        raise UsageError(f"kernel sides must be at most {MAX_KERNEL_SIDE}, got {k.shape[-2]}x{k.shape[-1]}")
+    if not np.isfinite(k).all():
+        raise UsageError("kernel values must be finite")
     if flip:
         k = k[..., ::-1, ::-1]
-    return np.ascontiguousarray(k)
+    k = np.ascontiguousarray(k)
+    k.flags.writeable = False
+    return k
+
+
+@dataclass(frozen=True, eq=False)
+class ConvolveSpec:
+    """Validated arguments of :func:`convolve`, built once by :func:`convolve_spec`: what
+    jobs hold and the engine path reads.  ``kernel`` is already flipped when ``flip`` was
+    asked."""
+
+    kernel: np.ndarray  # (kh, kw) or (2, kh, kw) float64, read-only
+    boundary: str = "reflect"
+    cval: float = 0.0
+    stride: int = 1
+    dilation: int = 1
+
+    @property
+    def crop(self) -> tuple[int, int]:
+        """(top, left): the input row and column of output (0, 0)'s centre ('valid' crops)."""
+        if self.boundary != "valid":
+            return 0, 0
+        kh, kw = self.kernel.shape[-2:]
+        return (kh // 2) * self.dilation, (kw // 2) * self.dilation
+
+
+def convolve_spec(
+    kernel, *, boundary="reflect", cval=0.0, stride=1, dilation=1, flip=False, size=None, sigma=None, prefix=""
+) -> ConvolveSpec:
+    """Check every argument of :func:`convolve` and resolve the kernel; ``prefix`` ('--' for
+    the command line) is put before option names in messages.  Raises UsageError."""
+    mode = resolve_boundary(boundary)
+    if isinstance(kernel, str):  # a name, an inline matrix or @FILE, as the command line takes
+        from .kernels import choose_kernel
+
+        kernel, size, sigma = choose_kernel(kernel, size=size, sigma=sigma).matrix, None, None
+    k = _as_kernel(kernel, size, sigma, flip)
+    stride = _positive_int(stride, f"{prefix}stride")
+    dilation = _positive_int(dilation, f"{prefix}dilation")
+    cval = _finite(cval, f"{prefix}cval", float32=True)
+    reach = (max(k.shape[-2:]) - 1) * dilation
+    if reach > MAX_REACH:
+        raise UsageError(
+            f"{prefix}dilation {dilation} spreads the {k.shape[-2]}x{k.shape[-1]} kernel over {reach + 1:,} pixels; "
+            f"at most {MAX_REACH + 1:,}"
+        )
+    return ConvolveSpec(k, mode, cval, stride, dilation)
 
 
 def convolve(
@@ -260,7 +329,8 @@ def convolve(
     image : (H, W) or (H, W, C) ndarray
         uint8, uint16, float32 or float64 (other integer types are read as float64).
     kernel : str or (kh, kw) array_like or (2, kh, kw) array_like
-        A name from :data:`poolcli.kernels.KERNELS` or the weights.
+        A name from :data:`poolcli.kernels.KERNELS`, an inline matrix ``"0,-1,0;-1,5,-1;0,-1,0"``,
+        ``"@FILE"`` (text rows or ``.npy``), or the weights.
     boundary : {'reflect', 'mirror', 'nearest', 'wrap', 'constant', 'valid'}
         How the image is extended past its edges; aliases such as ``replicate`` accepted.
     cval : float
@@ -283,17 +353,17 @@ def convolve(
     >>> poolcli.convolve(img, "sobel-x", boundary="nearest")[0]
     array([4., 8., 8., 4.], dtype=float32)
     """
-    mode = resolve_boundary(boundary)
-    k = _as_kernel(kernel, size, sigma, flip)
-    stride = _positive_int(stride, "stride")
-    dilation = _positive_int(dilation, "dilation")
-    try:
-        cval = float(cval)
-    except (TypeError, ValueError):
-        raise UsageError(f"cval must be a number, got {cval!r}") from None
+    spec = convolve_spec(
+        kernel, boundary=boundary, cval=cval, stride=stride, dilation=dilation, flip=flip, size=size, sigma=sigma
+    )
+    return apply_convolve(image, spec)
+
+
+def apply_convolve(image, spec: ConvolveSpec) -> np.ndarray:
+    """:func:`convolve` with arguments already checked into a :class:`ConvolveSpec`."""
     squeeze = np.ndim(image) == 2
     img = _as_image(image)
-    out = _correlate(img, k, mode, cval, stride, dilation)
+    out = _correlate(img, spec.kernel, spec.boundary, spec.cval, spec.stride, spec.dilation)
     return out[:, :, 0] if squeeze else out
 
 
@@ -452,27 +522,88 @@ def pool(
     array([[ 2.5,  6.5],
            [10.5, 14.5]], dtype=float32)
     """
-    eng = engine().pool
+    spec = pool_spec(
+        mode, size, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode,
+        count_include_pad=count_include_pad, divisor=divisor, p=p, seed=seed, output_size=output_size,
+    )  # fmt: skip
+    return apply_pool(image, spec)
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """Validated arguments of :func:`pool`, built once by :func:`pool_spec`.  ``size`` is None
+    for adaptive pooling (``output_size`` set); ``stride`` is resolved (the window by default)."""
+
+    mode: str = "max"
+    size: tuple[int, int] | None = (2, 2)
+    stride: tuple[int, int] | None = (2, 2)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+    divisor: int | None = None
+    p: float = 2.0
+    seed: int | None = None
+    output_size: tuple[int, int] | None = None
+
+
+def pool_spec(
+    mode="max", size=2, *, stride=None, padding=0, dilation=1, ceil_mode=False, count_include_pad=True,
+    divisor=None, p=2.0, seed=None, output_size=None, prefix="",
+) -> PoolSpec:  # fmt: skip
+    """Check every argument of :func:`pool`; ``prefix`` ('--' for the command line) is put
+    before option names in messages.  Raises UsageError."""
     raw_mode = str(mode).strip().lower()
     mode = resolve_mode(mode)
     if raw_mode == "l2":
         p = 2.0
-    if mode == "lp":
-        try:
-            p = float(p)
-        except (TypeError, ValueError):
-            raise UsageError(f"p must be a number, got {p!r}") from None
-        if not (p > 0 and math.isfinite(p)):
-            raise UsageError(f"p must be a positive finite number, got {p}")
+    p = _finite(p, f"{prefix}p")
+    if mode == "lp" and not p > 0:
+        raise UsageError(f"{prefix}p must be a positive finite number, got {p}")
     if divisor is not None:
-        if isinstance(divisor, bool) or not isinstance(divisor, (int, np.integer)) or divisor == 0:
-            raise UsageError(f"divisor must be a non-zero integer, got {divisor!r}")
+        if isinstance(divisor, (bool, np.bool_)) or not isinstance(divisor, (int, np.integer)):
+            raise UsageError(f"{prefix}divisor must be a non-zero integer, got {divisor!r}")
+        if divisor == 0:
+            raise UsageError(f"{prefix}divisor must not be 0")
+        if abs(divisor) > MAX_INT:
+            raise UsageError(f"{prefix}divisor must be at most {MAX_INT:,} (either sign), got {divisor}")
+        divisor = int(divisor)
+    if seed is not None:
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+            raise UsageError(f"{prefix}seed must be an integer from 0 to 2**63 - 1, got {seed!r}")
+        seed = int(seed)
+    if output_size is not None:
+        oh, ow = parse_pair(output_size, "output_size" if not prefix else f"{prefix}to")
+        if oh * ow > MAX_OUTPUT_PIXELS:
+            raise UsageError(f"{'output_size' if not prefix else prefix + 'to'} asks for {oh * ow:,} pixels; "
+                             f"at most {MAX_OUTPUT_PIXELS:,}")  # fmt: skip
+        return PoolSpec(mode, None, None, (0, 0), (1, 1), False, count_include_pad, divisor, p, seed, (oh, ow))
+    kh, kw = parse_pair(size, f"{prefix}size")
+    sh, sw = (kh, kw) if stride is None else parse_pair(stride, f"{prefix}stride")
+    ph, pw = parse_pair(padding, f"{prefix}padding", minimum=0)
+    dh, dw = parse_pair(dilation, f"{prefix}dilation")
+    if ph > kh // 2 or pw > kw // 2:
+        raise UsageError(
+            f"{prefix}padding {ph}x{pw} is more than half the window {kh}x{kw}; use at most {kh // 2}x{kw // 2}"
+        )
+    reach = max((kh - 1) * dh, (kw - 1) * dw)
+    if reach > MAX_REACH or max(kh, kw) > MAX_REACH:
+        raise UsageError(f"the pooling window spans {reach + 1:,} pixels; at most {MAX_REACH + 1:,}")
+    return PoolSpec(mode, (kh, kw), (sh, sw), (ph, pw), (dh, dw), bool(ceil_mode), bool(count_include_pad),
+                    divisor, p, seed, None)  # fmt: skip
+
+
+def apply_pool(image, spec: PoolSpec) -> np.ndarray:
+    """:func:`pool` with arguments already checked into a :class:`PoolSpec`."""
+    eng = engine().pool
+    mode, p, divisor, seed = spec.mode, spec.p, spec.divisor, spec.seed
+    count_include_pad, output_size, ceil_mode = spec.count_include_pad, spec.output_size, spec.ceil_mode
     squeeze = np.ndim(image) == 2
     img = _as_image(image)
     H, W, C = img.shape
 
     if output_size is not None:
-        oh, ow = parse_pair(output_size, "output_size")
+        oh, ow = output_size
         rstart, rcount = _adaptive_windows(H, oh)
         cstart, ccount = _adaptive_windows(W, ow)
         dh = dw = 1
@@ -481,14 +612,7 @@ def pool(
         rpad = rval = rcount
         cpad = cval = ccount
     else:
-        kh, kw = parse_pair(size, "size")
-        sh, sw = (kh, kw) if stride is None else parse_pair(stride, "stride")
-        ph, pw = parse_pair(padding, "padding", minimum=0)
-        dh, dw = parse_pair(dilation, "dilation")
-        if ph > kh // 2 or pw > kw // 2:
-            raise UsageError(
-                f"padding {ph}x{pw} is more than half the window {kh}x{kw}; use at most {kh // 2}x{kw // 2}"
-            )
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = spec.size, spec.stride, spec.padding, spec.dilation
         oh = pool_output_size(H, kh, sh, ph, dh, ceil_mode)
         ow = pool_output_size(W, kw, sw, pw, dw, ceil_mode)
         if oh < 1 or ow < 1:
@@ -541,8 +665,5 @@ def pool(
         stochastic = mode == "stochastic"
         if seed is None:
             seed = int(np.random.SeedSequence().entropy) & 0x7FFFFFFFFFFFFFFF
-        elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
-        seed = int(seed) & 0x7FFFFFFFFFFFFFFF
         run_compiled(eng.pool_select, img, rstart, rcount, dh, cstart, ccount, dw, stochastic, seed, out)
     return out[:, :, 0] if squeeze else out

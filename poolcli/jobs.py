@@ -2,11 +2,16 @@
 
 A job turns a decoded :class:`~poolcli.images.Picture` into a float or integer result and says
 how that result becomes pixels; :func:`poolcli.batch.process_file` runs it between reading and
-writing.  Jobs hold plain data only, so they travel to worker processes unchanged.
+writing.  Jobs hold plain data and the API's validated specs only, so they travel to worker
+processes unchanged; building one checks every option (UsageError) before any file is read.
+
+Default file-name tags: every option that changes the result changes the tag, so two runs with
+different settings never write the same default name (see the README's "Output names").
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,40 +30,85 @@ class Result:
     values: list[float] | None = None
 
 
+SCALES = ("auto", "clip", "normalize", "abs")
+
+
+def number(v: float) -> str:
+    """A float as short as it can be written and read back the same (for file names)."""
+    short = f"{v:g}"
+    return short if float(short) == v else repr(float(v))
+
+
 @dataclass(frozen=True)
 class ConvolveJob:
-    kernel: np.ndarray
-    tag: str
-    boundary: str = "reflect"
-    cval: float = 0.0
-    stride: int = 1
-    dilation: int = 1
-    flip: bool = False
+    spec: api.ConvolveSpec
+    name: str  # the kernel's part of the tag: its name, file stem, or custom-<hash>
     gray: bool = False
     scale: str = "auto"
+    params: tuple = ()  # (("sigma", 2.0), ...): named-kernel parameters the user gave
+    flip: bool = False  # already applied to spec.kernel; kept for the tag
     command = "convolve"
 
-    def scale_rule(self) -> str:
+    @classmethod
+    def build(cls, kernel: str, *, size=None, sigma=None, boundary="reflect", cval=0.0, stride=1, dilation=1,
+              flip=False, gray=False, scale="auto") -> ConvolveJob:  # fmt: skip
+        """Check every option (UsageError, with the command line's option names)."""
+        from .kernels import choose_kernel
+
+        if str(scale).lower() not in SCALES:
+            raise api.UsageError(f"unknown --scale '{scale}' (choose from {', '.join(SCALES)})")
+        choice = choose_kernel(kernel, size=size, sigma=sigma)
+        spec = api.convolve_spec(
+            choice.matrix, boundary=boundary, cval=cval, stride=stride, dilation=dilation, flip=flip, prefix="--"
+        )
+        name = choice.tag
+        if name == "custom":
+            name = (
+                "custom-" + hashlib.sha1(repr((choice.matrix.shape, choice.matrix.tolist())).encode()).hexdigest()[:8]
+            )
+        params = tuple((k, v) for k, v in (("size", size), ("sigma", sigma)) if v is not None)
+        return cls(spec, name, bool(gray), str(scale).lower(), params, bool(flip))
+
+    @property
+    def kernel(self) -> np.ndarray:
+        return self.spec.kernel
+
+    @property
+    def tag(self) -> str:
+        """``sobel``, ``gaussian_sigma2``, ``sharpen_mirror_s2_d2_flip_gray_abs``, ``custom-1a2b3c4d``."""
+        s = self.spec
+        parts = [self.name] + [f"{k}{number(v)}" for k, v in self.params]
+        if s.boundary != "reflect":
+            parts.append(s.boundary + (number(s.cval) if s.boundary == "constant" and s.cval != 0 else ""))
+        if s.stride != 1:
+            parts.append(f"s{s.stride}")
+        if s.dilation != 1:
+            parts.append(f"d{s.dilation}")
+        if self.flip:
+            parts.append("flip")
+        if self.gray:
+            parts.append("gray")
+        if self.scale != "auto" and self.scale != self.auto_scale():
+            parts.append(self.scale)
+        return "_".join(parts)
+
+    def auto_scale(self) -> str:
         """``auto``: normalize when the kernel's weights sum to 0 (edge detectors), else clip."""
-        if self.scale != "auto":
-            return self.scale
-        k = self.kernel
+        k = self.spec.kernel
         zero_sum = abs(float(k[0].sum() if k.ndim == 3 else k.sum())) <= 1e-9 * float(np.abs(k).max())
         return "normalize" if zero_sum else "clip"
 
+    def scale_rule(self) -> str:
+        return self.auto_scale() if self.scale == "auto" else self.scale
+
     def apply(self, pic: Picture) -> Result:
         colour = pic.colour
-        out = api.convolve(
-            colour, self.kernel, boundary=self.boundary, cval=self.cval, stride=self.stride,
-            dilation=self.dilation, flip=self.flip,
-        )  # fmt: skip
+        out = api.apply_convolve(colour, self.spec)
         if pic.alpha:
             # alpha is carried through: the same pixels the outputs are centred on
-            kh, kw = self.kernel.shape[-2:]
-            top = (kh // 2) * self.dilation if self.boundary == "valid" else 0
-            left = (kw // 2) * self.dilation if self.boundary == "valid" else 0
+            top, left = self.spec.crop
             oh, ow = out.shape[:2]
-            s = self.stride
+            s = self.spec.stride
             a = pic.alpha_plane[top : top + (oh - 1) * s + 1 : s, left : left + (ow - 1) * s + 1 : s]
             out = np.concatenate([out, a.astype(np.float32)], axis=2)
         return Result(out, colour.shape[2], self.scale_rule())
@@ -70,45 +120,66 @@ class ConvolveJob:
 
 @dataclass(frozen=True)
 class PoolJob:
-    mode: str = "max"
-    size: tuple[int, int] | None = (2, 2)
-    stride: tuple[int, int] | None = None
-    padding: tuple[int, int] = (0, 0)
-    dilation: tuple[int, int] = (1, 1)
-    ceil_mode: bool = False
-    count_include_pad: bool = True
-    divisor: int | None = None
-    p: float = 2.0
-    seed: int | None = None
-    output_size: tuple[int, int] | None = None
+    spec: api.PoolSpec
     is_global: bool = False
     gray: bool = False
     command = "pool"
 
+    @classmethod
+    def build(cls, mode="max", size=None, *, stride=None, padding="0", dilation="1", ceil_mode=False,
+              count_include_pad=True, divisor=None, p=2.0, seed=None, is_global=False, to=None,
+              gray=False) -> PoolJob:  # fmt: skip
+        """Check every option (UsageError, with the command line's option names)."""
+        output_size = None
+        if is_global and to:
+            raise api.UsageError("--global and --to exclude each other")
+        if to:
+            w, h = api.parse_pair(to, "--to")
+            output_size = (h, w)
+        elif is_global:
+            output_size = (1, 1)
+        if output_size is None and size is None:
+            raise api.UsageError("--size is required (or --global, or --to WxH)")
+        spec = api.pool_spec(
+            mode, size, stride=stride or None, padding=padding, dilation=dilation, ceil_mode=ceil_mode,
+            count_include_pad=count_include_pad, divisor=divisor, p=p, seed=seed, output_size=output_size,
+            prefix="--",
+        )  # fmt: skip
+        return cls(spec, is_global, gray)
+
     @property
     def tag(self) -> str:
-        """File-name tag: ``max2``, ``avg3x2_s1_p1`` (KHxKW), ``max_global``, ``avg_64x48`` (--to WxH)."""
+        """File-name tag: ``max2``, ``avg3x2_s1_p1`` (KHxKW), ``lp2_pow3``, ``max_global``,
+        ``avg_64x48`` (--to WxH), then every other option that changes the result."""
+        s = self.spec
         if self.is_global:
-            return f"{self.mode}_global"
-        if self.output_size is not None:
-            return f"{self.mode}_{self.output_size[1]}x{self.output_size[0]}"
-        parts = [f"{self.mode}{_hw(self.size)}"]
-        if self.stride is not None and self.stride != self.size:
-            parts.append(f"s{_hw(self.stride)}")
-        if self.padding != (0, 0):
-            parts.append(f"p{_hw(self.padding)}")
-        if self.dilation != (1, 1):
-            parts.append(f"d{_hw(self.dilation)}")
-        if self.ceil_mode:
-            parts.append("ceil")
+            parts = [f"{s.mode}_global"]
+        elif s.output_size is not None:
+            parts = [f"{s.mode}_{s.output_size[1]}x{s.output_size[0]}"]
+        else:
+            parts = [f"{s.mode}{_hw(s.size)}"]
+            if s.stride != s.size:
+                parts.append(f"s{_hw(s.stride)}")
+            if s.padding != (0, 0):
+                parts.append(f"p{_hw(s.padding)}")
+            if s.dilation != (1, 1):
+                parts.append(f"d{_hw(s.dilation)}")
+            if s.ceil_mode:
+                parts.append("ceil")
+        if s.mode == "lp":
+            parts.append(f"pow{number(s.p)}")
+        if s.mode == "avg" and s.divisor is not None:
+            parts.append(f"div{s.divisor}")
+        elif s.mode == "avg" and not s.count_include_pad and s.output_size is None:
+            parts.append("nopad")
+        if s.mode == "stochastic" and s.seed is not None:
+            parts.append(f"seed{s.seed}")
+        if self.gray:
+            parts.append("gray")
         return "_".join(parts)
 
     def apply(self, pic: Picture) -> Result:
-        out = api.pool(
-            pic.pixels, self.mode, self.size or 1, stride=self.stride, padding=self.padding,
-            dilation=self.dilation, ceil_mode=self.ceil_mode, count_include_pad=self.count_include_pad,
-            divisor=self.divisor, p=self.p, seed=self.seed, output_size=self.output_size,
-        )  # fmt: skip
+        out = api.apply_pool(pic.pixels, self.spec)
         values = [float(v) for v in out.reshape(-1, out.shape[2])[0]] if self.is_global else None
         colour = pic.pixels.shape[2] - (1 if pic.alpha else 0)
         return Result(out, colour, "clip", values)

@@ -24,10 +24,18 @@ def _const(rows) -> Callable[..., np.ndarray]:
     return lambda: matrix.copy()
 
 
+MAX_KERNEL_SIDE = 1025  # rows or columns of any kernel: named, inline, from a file or an array
+MAX_KERNEL_FILE = 64 << 20  # characters of a text kernel file (1025² values of up to 60 characters)
+
+
 def gaussian_1d(sigma: float, radius: int) -> np.ndarray:
     """scipy.ndimage.gaussian_filter's weights: exp(−x²/2σ²) for |x| ≤ radius, summing to 1."""
     x = np.arange(-radius, radius + 1, dtype=np.float64)
-    phi = np.exp(-0.5 / (sigma * sigma) * x * x)
+    with np.errstate(over="ignore", under="ignore"):
+        if sigma * sigma > 0 and math.isfinite(0.5 / (sigma * sigma)):
+            phi = np.exp(-0.5 / (sigma * sigma) * x * x)
+        else:  # so small a sigma that scipy's formula gives 0·∞: its limit, the centre tap alone
+            phi = np.exp(-0.5 * (x / sigma) ** 2)
     return phi / phi.sum()
 
 
@@ -45,7 +53,13 @@ def _gaussian(size: int | None = None, sigma: float | None = None) -> np.ndarray
             raise UsageError(f"--size for gaussian must be odd, got {size}")
         radius = size // 2
     else:
-        radius = int(4.0 * sigma + 0.5)
+        radius = int(4.0 * sigma + 0.5) if sigma < MAX_KERNEL_SIDE else MAX_KERNEL_SIDE
+        if 2 * radius + 1 > MAX_KERNEL_SIDE:
+            top = (MAX_KERNEL_SIDE // 2 + 0.5) / 4.0
+            raise UsageError(
+                f"--sigma {sigma:g} needs a {2 * radius + 1}x{2 * radius + 1} kernel; at most "
+                f"{MAX_KERNEL_SIDE}x{MAX_KERNEL_SIDE} (--sigma below {top:g})"
+            )
     g = gaussian_1d(sigma, radius)
     return np.outer(g, g)
 
@@ -152,26 +166,35 @@ def get_kernel(name: str, *, size: int | None = None, sigma: float | None = None
     for param, value in given.items():
         if value is not None and param not in spec.params:
             raise UsageError(f"kernel '{key}' takes no --{param}")
-    if size is not None and size < 1:
-        raise UsageError(f"--size must be at least 1, got {size}")
+    if size is not None and not 1 <= size <= MAX_KERNEL_SIDE:
+        raise UsageError(f"--size must be from 1 to {MAX_KERNEL_SIDE}, got {size}")
+    if sigma is not None and not (sigma > 0 and math.isfinite(sigma)):
+        raise UsageError(f"--sigma must be a positive number, got {sigma}")
     return spec.build(**{p: given[p] for p in spec.params})
 
 
 def parse_matrix(text: str, source: str = "--kernel") -> np.ndarray:
-    """A 2-D float64 matrix from rows split by ';' or newlines, values by ',' or whitespace."""
+    """A 2-D float64 matrix from rows split by ';' or newlines, values by ',' or whitespace;
+    at most MAX_KERNEL_SIDE rows and columns.  Errors name the row (and, in a file, its line)."""
     rows = []
-    for line in text.replace(";", "\n").splitlines():
+    for number, line in enumerate(text.replace(";", "\n").splitlines(), start=1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
+        where = f"row {len(rows) + 1}" + (f" (line {number})" if source != "--kernel" else "")
+        if len(rows) == MAX_KERNEL_SIDE:
+            raise UsageError(f"{source}: more than {MAX_KERNEL_SIDE} rows; a kernel has at most {MAX_KERNEL_SIDE}")
+        tokens = line.replace(",", " ").split()
+        if len(tokens) > MAX_KERNEL_SIDE:
+            raise UsageError(f"{source}: {where} has {len(tokens)} values; a kernel has at most {MAX_KERNEL_SIDE}")
         values = []
-        for token in line.replace(",", " ").split():
+        for token in tokens:
             try:
                 v = float(token)
             except ValueError:
-                raise UsageError(f"{source}: '{token}' is not a number") from None
+                raise UsageError(f"{source}: {where}: '{token[:40]}' is not a number") from None
             if not math.isfinite(v):
-                raise UsageError(f"{source}: kernel values must be finite, got '{token}'")
+                raise UsageError(f"{source}: {where}: kernel values must be finite, got '{token}'")
             values.append(v)
         rows.append(values)
     if not rows:
@@ -204,7 +227,9 @@ def load_kernel_file(path: str) -> np.ndarray:
                 raise UsageError(f"{label}: kernel values must be finite")
             return matrix
         with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+            text = fh.read(MAX_KERNEL_FILE + 1)
+        if len(text) > MAX_KERNEL_FILE:
+            raise UsageError(f"{label}: larger than {MAX_KERNEL_FILE >> 20} MB; not a kernel file")
     except FileNotFoundError:
         raise UsageError(f"{label}: no such kernel file") from None
     except (OSError, UnicodeDecodeError) as exc:
