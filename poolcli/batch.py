@@ -45,6 +45,7 @@ class FileResult:
     out_width: int = 0
     out_height: int = 0
     dtype: str = ""
+    bug: str | None = None  # the traceback of an unexpected exception (a bug in poolcli)
 
     @property
     def megapixels(self) -> float:
@@ -124,9 +125,15 @@ def plan(found: Expanded, *, output: str | None, fmt: str | None, tag: str, to_d
     """
     tasks: list[Task] = []
     ext_fmt = images.format_for(None if to_dir else output, fmt)
+    items, seen = [], set()
+    for path, rel in found.items:  # a file named twice (a.png a.png, overlapping globs) runs once
+        real = path if path == "-" else os.path.realpath(path)
+        if real not in seen or path == "-":
+            seen.add(real)
+            items.append((path, rel))
     names: dict[str, int] = {}
     planned = []
-    for path, rel in found.items:
+    for path, rel in items:
         if path == "-":
             dest = output if (output and not to_dir) else "-"
             if to_dir:
@@ -145,7 +152,40 @@ def plan(found: Expanded, *, output: str | None, fmt: str | None, tag: str, to_d
             name = f"{stem}_{ext.lstrip('.').lower()}_{tag}{images.EXTENSIONS[ext_fmt]}"
             dest = os.path.join(output, name) if to_dir else os.path.join(os.path.dirname(path), os.path.basename(name))
         tasks.append(Task(path, dest, ext_fmt))
+    check_plan(tasks)
     return tasks
+
+
+def check_plan(tasks: list[Task]) -> None:
+    """UsageError, before anything is written, if two inputs would write the same output or an
+    output would replace an input of the run (its own or another one)."""
+    inputs: dict[tuple[int, int], str] = {}
+    for t in tasks:
+        if t.source != "-":
+            try:
+                st = os.stat(t.source)
+                inputs.setdefault((st.st_dev, st.st_ino), t.source)
+            except OSError:
+                pass  # a missing input fails alone when it is read
+    writers: dict[str, str] = {}
+    for t in tasks:
+        if t.dest == "-":
+            continue
+        key = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(t.dest))), os.path.basename(t.dest))
+        if key in writers:
+            raise UsageError(
+                f"{writers[key]} and {t.source} would both be written to {t.dest}; "
+                "give them separate runs or -o folders, or rename one"
+            )
+        writers[key] = t.source
+        try:
+            st = os.stat(t.dest)
+        except OSError:
+            continue
+        victim = inputs.get((st.st_dev, st.st_ino))
+        if victim is not None:
+            what = "the input itself" if victim == t.source else f"another input of this run, {victim}"
+            raise UsageError(f"{t.source}: its output {t.dest} is {what}; an input is never overwritten")
 
 
 def same_file(a: str, b: str) -> bool:
@@ -174,7 +214,7 @@ def process_file(
     if task.dest == "-":
         res.output = "-"
     try:
-        if skip_existing and task.dest != "-" and os.path.exists(task.dest):
+        if skip_existing and task.dest != "-" and images.complete_output(task.dest, task.fmt):
             res.skipped = True
             return res
         if same_file(task.source, task.dest):
@@ -192,7 +232,7 @@ def process_file(
         if inflated is not None:
             pic = images.png_picture(*inflated, name, gray=job.gray)
         else:
-            data = data if data is not None else images.read_bytes(task.source)
+            data = data if data is not None else images.read_bytes(task.source, max_pixels)
             pic = images.decode(data, name, gray=job.gray, max_pixels=max_pixels)
         del data, inflated  # peak memory: hold as few full-size buffers as possible at once
         t1 = time.perf_counter()
@@ -200,10 +240,7 @@ def process_file(
         res.dtype = str(pic.pixels.dtype)
         compiled = take_compile_ms()
         res.load_ms = (t1 - t0) * 1e3 - compiled
-        try:
-            out = job.apply(pic)
-        except ImageError as exc:
-            raise ImageError(f"{name}: {exc}") from None
+        out = job.apply(pic)
         t2 = time.perf_counter()
         res.compile_ms = take_compile_ms()
         res.compute_ms = (t2 - t1) * 1e3 - res.compile_ms
@@ -221,10 +258,50 @@ def process_file(
         res.save_ms = (time.perf_counter() - t2) * 1e3 - compiled
         res.compile_ms += compiled
     except ImageError as exc:
-        res.error = str(exc)
-    except MemoryError:
-        res.error = f"{name}: out of memory"
+        message = str(exc)
+        res.error = message if message.startswith(name) else f"{name}: {message}"
+    except Exception as exc:  # noqa: BLE001 - one file's failure never stops the others
+        problem = environment_problem(exc)
+        if problem is not None:
+            res.error = f"{name}: {problem}"
+        else:  # a bug in poolcli: this file fails, the run goes on, the exit code says 70
+            import traceback
+
+            res.error = (
+                f"{name}: internal error: {exc.__class__.__name__}: {_first_line(exc)} (a bug: please report it)"
+            )
+            res.bug = traceback.format_exc()
     return res
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:300]
+
+
+_LOADING = ("failed to map segment", "Cannot allocate memory", "libllvmlite", "cannot open shared object")
+
+
+def environment_problem(exc: BaseException) -> str | None:
+    """What ran out, when ``exc`` says the machine ran out of something (memory, address
+    space, file descriptors, disk, processes) rather than poolcli going wrong; else None."""
+    import errno
+
+    limit = "is a memory or address-space limit set? see `ulimit -v`; poolcli needs about 1 GB of address space"
+    if isinstance(exc, MemoryError):
+        return f"out of memory ({limit})"
+    text = str(exc)
+    if isinstance(exc, (OSError, ImportError)) and any(sign in text for sign in _LOADING):
+        return f"out of memory or address space while loading compiled code ({limit})"
+    if isinstance(exc, OSError):
+        if exc.errno == errno.ENOMEM:
+            return f"out of memory ({limit})"
+        if exc.errno in (errno.EMFILE, errno.ENFILE):
+            return "too many open files (raise the limit with `ulimit -n`)"
+        if exc.errno == errno.ENOSPC:
+            return "no space left on the device"
+        if exc.errno == errno.EAGAIN:
+            return "a resource is temporarily unavailable (too many processes or threads? see `ulimit -u`)"
+    return None
 
 
 def _load_decoder() -> None:
@@ -246,7 +323,7 @@ def _read_ahead(source: str, name: str, max_pixels: int | None, meanwhile: Calla
         if hasattr(signal, "pthread_sigmask"):  # Ctrl-C is for the main thread to take
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
-            data = images.read_bytes(source)
+            data = images.read_bytes(source, max_pixels)
             got.extend([data, images.inflate_png(data, name, max_pixels)])
         except Exception as exc:  # ImageError, MemoryError, or a bug: all belong to the caller
             got.append(exc)
@@ -289,12 +366,21 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _work(conn, tasks: list[Task], job, kwargs: dict, stop) -> None:
+def _work(conn, tasks: list[Task], job, kwargs: dict, stop, parent: int | None) -> None:
     """A worker process: run the task indices that arrive on ``conn``, in order, and send back
     ``(index, FileResult)``; ``None``, the parent's ``stop`` flag or a closed pipe ends it."""
     # The parent owns interruption: a worker finishes the file in hand, then is told to stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, _parent_gone)
+    try:
+        die_with_parent(parent, signal.SIGHUP)
+        _serve(conn, tasks, job, kwargs, stop)
+    except _ParentGone:  # the file in hand is abandoned; write_output removed its temp file
+        os._exit(1)
+
+
+def _serve(conn, tasks: list[Task], job, kwargs: dict, stop) -> None:
     from .api import set_threads
 
     images.PNG_THREADS = 1  # one compute thread each: the siblings use the other cores
@@ -309,12 +395,7 @@ def _work(conn, tasks: list[Task], job, kwargs: dict, stop) -> None:
             return
         task = tasks[i]
         ahead = _prefetched.take(task) if _prefetched is not None else None
-        try:
-            res = process_file(task, job, inflated=ahead, **kwargs)
-        except Exception as exc:  # a bug, not a bad file: the parent reports it and stops
-            import traceback
-
-            res = WorkerError(f"{exc.__class__.__name__}: {exc}", traceback.format_exc())
+        res = process_file(task, job, inflated=ahead, **kwargs)
         if ahead is not None:
             _prefetched.release(task)
         try:
@@ -323,15 +404,26 @@ def _work(conn, tasks: list[Task], job, kwargs: dict, stop) -> None:
             return
 
 
-class WorkerError(Exception):
-    """An unexpected exception in a worker process (a bug); ``details`` is its traceback."""
+class _ParentGone(BaseException):
+    """The process that started this worker died (SIGKILL, the OOM killer, a CI time-out)."""
 
-    def __init__(self, message: str, details: str):
-        super().__init__(message, details)
-        self.details = details
 
-    def __str__(self) -> str:
-        return self.args[0]
+def _parent_gone(signum, frame):
+    raise _ParentGone
+
+
+def die_with_parent(parent: int | None, sig: int) -> None:
+    """Have the kernel send ``sig`` to this process when its parent dies (Linux's
+    PR_SET_PDEATHSIG), so no worker is left running, orphaned, after a hard kill of poolcli;
+    exits at once if the parent is already gone."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the closed pipe still ends the worker later
+        pass
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
 
 
 def _reuse_freed_memory() -> None:
@@ -375,10 +467,12 @@ class Prefetcher:
         # per task: done, offset, length, width, height, bit depth, colour type
         self.index = np.ndarray((len(tasks), 7), np.int64, buffer=mmap.mmap(-1, 56 * len(tasks)))
         self.data = mmap.mmap(-1, self.BUDGET)
+        parent = os.getpid()
         self.pid = os.fork()
         if self.pid == 0:  # the helper
             try:
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
+                die_with_parent(parent, signal.SIGKILL)
                 self._fill(tasks, max_pixels, skip_existing)
             finally:
                 os._exit(0)
@@ -388,11 +482,10 @@ class Prefetcher:
 
         offset = 0
         for i, task in enumerate(tasks):
-            if task.source == "-" or (skip_existing and os.path.exists(task.dest)):
+            if task.source == "-" or (skip_existing and images.complete_output(task.dest, task.fmt)):
                 continue
             try:
-                with open(task.source, "rb") as fh:
-                    got = images.inflate_png(fh.read(), task.source, max_pixels)
+                got = images.inflate_png(images.read_bytes(task.source, max_pixels), task.source, max_pixels)
             except (OSError, ImageError, MemoryError):
                 continue
             if got is None:  # not a plain PNG: the worker decodes it (through Pillow)
@@ -570,6 +663,8 @@ class _Pool:
         self.ctx, self.tasks, self.job, self.kwargs = ctx, tasks, job, kwargs
         self.results, self.on_result, self.warm_ms = results, on_result, warm_ms
         self.stop = ctx.RawValue("b", 0)
+        # a forked worker's parent is this process; a fork server's worker's is the server
+        self.parent = os.getpid() if ctx.get_start_method() == "fork" else None
         self.sent: dict = {}  # parent end of a worker's pipe → (process, indices sent, unanswered)
         self.interrupted = 0  # signals received
 
@@ -579,7 +674,9 @@ class _Pool:
         from collections import deque
 
         mine, theirs = self.ctx.Pipe()
-        proc = self.ctx.Process(target=_work, args=(theirs, self.tasks, self.job, self.kwargs, self.stop), daemon=True)
+        proc = self.ctx.Process(
+            target=_work, args=(theirs, self.tasks, self.job, self.kwargs, self.stop, self.parent), daemon=True
+        )
         proc.start()
         theirs.close()
         self.sent[mine] = (proc, deque())
@@ -680,8 +777,6 @@ class _Pool:
                             self._feed(self._start(), todo)
                     continue
                 sent.remove(i)
-                if isinstance(res, WorkerError):
-                    raise res from _RemoteTraceback(res.details)
                 self._record(res)
                 self._feed(conn, todo)
         return died
@@ -695,13 +790,6 @@ class _Pool:
             conn.close()
             _remove_orphans([self.tasks[k] for k in sent], proc.pid)
         self.sent.clear()
-
-
-class _RemoteTraceback(Exception):
-    """The traceback of a :class:`WorkerError`, shown as its cause (as concurrent.futures does)."""
-
-    def __str__(self) -> str:
-        return f'\n"""\n{self.args[0]}"""'
 
 
 def _remove_orphans(tasks: list[Task], pid: int) -> None:

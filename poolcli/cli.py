@@ -11,12 +11,14 @@ import os
 import signal
 import sys
 import time
+import warnings
 
 import typer
 
 from . import __version__
 
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 1, 2, 70, 130
+_LOG_WIDTH = 1000  # columns of the summary when stderr is not a terminal: no wrapped lines
 
 app = typer.Typer(
     add_completion=False,
@@ -73,6 +75,23 @@ LEVEL = typer.Option(
 DEBUG = typer.Option(False, "--debug", help="Show the traceback of an internal error.")
 
 
+MIN_ADDRESS_SPACE = 1 << 30  # NumPy, Numba and LLVM's code and heaps: see _check_address_space
+
+
+def _check_address_space() -> None:
+    """Refuse to start, in one line, under an address-space limit (``ulimit -v``) too small for
+    NumPy, Numba and LLVM to load: below about 0.6 GB, loading them fails at random places, and
+    LLVM aborts the process outright where it cannot allocate, with no chance of a message."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY and soft < MIN_ADDRESS_SPACE:
+        raise _fail(
+            f"the address-space limit (ulimit -v) is {soft / 2**20:,.0f} MB; poolcli needs at least "
+            f"{MIN_ADDRESS_SPACE >> 20:,} MB to load its compiled code: raise it (ulimit -v {MIN_ADDRESS_SPACE >> 10})"
+        )
+
+
 def _stdin_is_terminal() -> bool:
     try:
         return sys.stdin is None or sys.stdin.isatty()
@@ -90,6 +109,8 @@ def _execute(command: str, job, settings: dict, inputs, output, fmt, json_out, r
         from rich.console import Console
 
         console = Console(stderr=True)
+        if not console.is_terminal:  # a log file or a pipe: one summary line is one line
+            console = Console(stderr=True, width=_LOG_WIDTH)
     try:
         inputs = list(inputs or [])
         if not inputs:
@@ -131,15 +152,16 @@ def _execute(command: str, job, settings: dict, inputs, output, fmt, json_out, r
             raise _fail("--json prints on stdout, where the image goes; use --report FILE instead")
         if to_stdout and sys.stdout.isatty():
             raise _fail("refusing to write image data to a terminal; redirect stdout or use -o FILE")
-        for t in tasks:
-            if t.dest != "-" and t.source != "-" and batch.same_file(t.source, t.dest):
-                raise _fail(f"-o {t.dest}: is the input {t.source}; an input is never overwritten")
     except api.UsageError as exc:
         raise _fail(str(exc)) from None
 
     if not quiet:
         for note in found.notes:
             sys.stderr.write(f"poolcli: {note}\n")
+    for folder in sorted({os.path.dirname(os.path.abspath(t.dest)) for t in tasks if t.dest != "-"}):
+        for stale in images.remove_stale_temps(folder):
+            if not quiet:
+                sys.stderr.write(f"poolcli: removed {stale}, left by a poolcli process that was killed\n")
     level = images.DEFAULT_PNG_LEVEL if compress_level is None else compress_level
     n_jobs = jobs or len(os.sched_getaffinity(0))
     show_progress = not quiet and len(tasks) > 1 and console.is_terminal
@@ -155,11 +177,14 @@ def _execute(command: str, job, settings: dict, inputs, output, fmt, json_out, r
         )  # fmt: skip
     except batch.Interrupted as exc:
         results, interrupted = exc.results, True
-    except Exception as exc:  # a bug, not a user error
+    except Exception as exc:  # a bug, not a user error (or the machine ran out of something)
+        problem = batch.environment_problem(exc)
+        if problem is not None:
+            raise _fail(problem, EXIT_FAILED) from None
         if debug:
             raise
         raise _fail(
-            f"internal error: {exc.__class__.__name__}: {exc} (a bug: please report it, with --debug output)", 70
+            f"internal error: {exc.__class__.__name__}: {exc} (a bug: please report it, with --debug output)", EXIT_BUG
         ) from None
     finally:
         _INTERRUPTS.mode = "note"  # from here on a signal is only noted: the summary prints whole
@@ -180,6 +205,14 @@ def _execute(command: str, job, settings: dict, inputs, output, fmt, json_out, r
     if interrupted or _INTERRUPTS.seen:
         sys.stderr.write("poolcli: interrupted\n")
         raise typer.Exit(EXIT_INTERRUPTED)
+    bugs = [r for r in results if r.bug]
+    if bugs:  # every other file was still processed, and the report written
+        if debug:
+            for r in bugs:
+                sys.stderr.write(f"poolcli: traceback for {r.input}:\n{r.bug}")
+        else:
+            sys.stderr.write("poolcli: error: that was a bug in poolcli; --debug shows its traceback\n")
+        raise typer.Exit(EXIT_BUG)
     if any(r.error for r in results):
         raise typer.Exit(EXIT_FAILED)
 
@@ -289,26 +322,22 @@ def convolve(
 
       poolcli convolve photo.png -k sobel-x -f npy -o gx.npy   # exact float32 feature map
     """
+    _check_address_space()
     from . import api
-    from . import jobs as joblib
-    from .kernels import choose_kernel
+    from .jobs import ConvolveJob
 
     try:
-        if stride < 1:
-            raise api.UsageError(f"--stride must be at least 1, got {stride}")
-        if dilation < 1:
-            raise api.UsageError(f"--dilation must be at least 1, got {dilation}")
-        mode = api.resolve_boundary(boundary)
-        if scale.lower() not in ("auto", "clip", "normalize", "abs"):
-            raise api.UsageError(f"unknown --scale '{scale}' (choose from auto, clip, normalize, abs)")
-        choice = choose_kernel(kernel, size=size, sigma=sigma)
-        job = joblib.ConvolveJob(choice.matrix, choice.tag, mode, cval, stride, dilation, flip, gray, scale.lower())
+        job = ConvolveJob.build(
+            kernel, size=size, sigma=sigma, boundary=boundary, cval=cval, stride=stride, dilation=dilation,
+            flip=flip, gray=gray, scale=scale,
+        )  # fmt: skip
     except api.UsageError as exc:
         raise _fail(str(exc)) from None
+    spec = job.spec
     settings = {
-        "kernel": choice.label, "size": size, "sigma": sigma, "boundary": mode,
-        "cval": cval if mode == "constant" else None,
-        "stride": stride, "dilation": dilation, "flip": flip, "gray": gray, "scale": job.scale_rule(),
+        "kernel": job.name, "size": size, "sigma": sigma, "boundary": spec.boundary,
+        "cval": spec.cval if spec.boundary == "constant" else None,
+        "stride": spec.stride, "dilation": spec.dilation, "flip": flip, "gray": gray, "scale": job.scale_rule(),
     }  # fmt: skip
     _execute("convolve", job, settings, inputs, output, fmt, json_out, report, quiet,
              threads, jobs, recursive, skip_existing, max_pixels, compress_level, debug)  # fmt: skip
@@ -362,53 +391,24 @@ def pool(
 
       poolcli pool shots/ -r -m avg -s 4 -o thumbs/ --jobs 4
     """
+    _check_address_space()
     from . import api
-    from . import jobs as joblib
-    from .api import parse_pair
+    from .jobs import PoolJob
 
     try:
-        raw = mode.strip().lower()
-        canon = api.resolve_mode(mode)
-        if raw == "l2":
-            p = 2.0
-        if canon == "lp" and not (p > 0 and p != float("inf")):
-            raise api.UsageError(f"--p must be a positive number, got {p}")
-        if divisor is not None and divisor == 0:
-            raise api.UsageError("--divisor must not be 0")
-        if seed is not None and seed < 0:
-            raise api.UsageError(f"--seed must be 0 or more, got {seed}")
-        output_size = None
-        if is_global and to:
-            raise api.UsageError("--global and --to exclude each other")
-        if to:
-            w, h = parse_pair(to, "--to")
-            output_size = (h, w)
-        elif is_global:
-            output_size = (1, 1)
-        if output_size is None and size is None:
-            raise api.UsageError("--size is required (or --global, or --to WxH)")
-        size_pair = parse_pair(size, "--size") if output_size is None else None
-        job = joblib.PoolJob(
-            mode=canon, size=size_pair,
-            stride=parse_pair(stride, "--stride") if stride and output_size is None else None,
-            padding=parse_pair(padding, "--padding", 0), dilation=parse_pair(dilation, "--dilation"),
-            ceil_mode=ceil_mode, count_include_pad=count_include_pad, divisor=divisor, p=p, seed=seed,
-            output_size=output_size, is_global=is_global, gray=gray,
+        job = PoolJob.build(
+            mode, size, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode,
+            count_include_pad=count_include_pad, divisor=divisor, p=p, seed=seed, is_global=is_global, to=to,
+            gray=gray,
         )  # fmt: skip
-        if size_pair is not None:
-            kh, kw = size_pair
-            ph, pw = job.padding
-            if ph > kh // 2 or pw > kw // 2:
-                raise api.UsageError(
-                    f"--padding {padding} is more than half the window {size}; use at most {kh // 2}x{kw // 2}"
-                )
     except api.UsageError as exc:
         raise _fail(str(exc)) from None
+    canon = job.spec.mode
     settings = {
         "mode": canon, "size": size, "stride": stride, "padding": padding if padding != "0" else None,
         "dilation": dilation if dilation != "1" else None, "ceil_mode": ceil_mode,
         "count_include_pad": count_include_pad if canon == "avg" else None, "divisor": divisor,
-        "p": p if canon == "lp" else None, "seed": seed, "global": is_global, "to": to, "gray": gray,
+        "p": job.spec.p if canon == "lp" else None, "seed": seed, "global": is_global, "to": to, "gray": gray,
     }  # fmt: skip
     _execute("pool", job, settings, inputs, output, fmt, json_out, report, quiet, threads, jobs, recursive,
              skip_existing, max_pixels, compress_level, debug)  # fmt: skip
@@ -485,6 +485,7 @@ def warmup(quiet: bool = QUIET) -> None:
     Both forms are compiled: on all threads, and on one (as batch workers run). Later runs
     load the machine code from the cache in milliseconds.
     """
+    _check_address_space()
     import numpy as np
 
     from . import api, images
@@ -519,16 +520,35 @@ def main() -> None:
     # Numba's "workqueue" threads survive fork(), unlike GNU OpenMP's: batch workers can then
     # be forked from this process with the compiled code already loaded (see batch._run_pool).
     os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+    # NumPy's OpenBLAS reserves buffers for every core at import; the command line never calls it
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _INTERRUPTS)
+    warnings.simplefilter("ignore")  # contract §3: Python warnings never reach stderr (workers inherit it)
+    import click
+
     try:
-        app(prog_name="poolcli")
-    except (_Stop, KeyboardInterrupt):
+        code = app(prog_name="poolcli", standalone_mode=False)
+    except (_Stop, KeyboardInterrupt, click.exceptions.Abort):
         sys.stderr.write("poolcli: interrupted\n")
         _exit(EXIT_INTERRUPTED)
+    except click.exceptions.NoArgsIsHelpError as exc:  # bare `poolcli` or `poolcli kernels …`: the help
+        sys.stderr.write(exc.ctx.get_help() + "\n" if exc.ctx else str(exc))
+        _exit(EXIT_USAGE)
+    except click.ClickException as exc:  # Click's and Typer's own usage errors: one line too
+        sys.stderr.write(f"poolcli: error: {' '.join(exc.format_message().split())}\n")
+        _exit(exc.exit_code)
     except SystemExit as exc:
         _exit(exc.code)
-    _exit(0)
+    except Exception as exc:  # start-up itself failed: out of memory, descriptors, a broken install
+        from .batch import environment_problem
+
+        problem = environment_problem(exc)
+        if problem is None:
+            raise
+        sys.stderr.write(f"poolcli: error: {problem}\n")
+        _exit(EXIT_USAGE)
+    _exit(code if isinstance(code, int) else 0)
 
 
 def _exit(code) -> None:

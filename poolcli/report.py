@@ -61,7 +61,7 @@ def render(console, command: str, settings: dict, results: Sequence[FileResult],
 
     t = totals(results, wall_ms)
     mp = t["megapixels"]
-    described = " · ".join(f"{k} {v}" for k, v in settings.items() if v not in (None, False))
+    described = " · ".join(k if v is True else f"{k} {v}" for k, v in settings.items() if v not in (None, False))
     console.print(f"poolcli {command}: {described}", highlight=False, markup=False)
     table = Table(box=None, pad_edge=False)
     table.add_column("stage")
