@@ -59,3 +59,47 @@ def samples(tmp_path) -> Path:
     dest = tmp_path / "samples"
     shutil.copytree(SAMPLES, dest)
     return dest
+
+
+class Measured(Run):
+    """A finished run with the peak resident memory of the process (and the workers it waited for)."""
+
+    def __init__(self, code: int, stdout: bytes, stderr: bytes, peak_mb: float, seconds: float):
+        self.code, self.stdout, self.stderr = code, stdout, stderr.decode(errors="replace")
+        self.peak_mb, self.seconds = peak_mb, seconds
+
+
+@pytest.fixture
+def measured(tmp_path):
+    """Run the installed ``poolcli`` like ``cli`` does, and measure its peak RSS (``os.wait4``)."""
+    import threading
+    import time
+
+    def run(*args, stdin=None, cwd=None, timeout=120, env=None) -> Measured:
+        full_env = {**os.environ, "COLUMNS": "120", "NO_COLOR": "1", **(env or {})}
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            poolcli_command() + [str(a) for a in args], cwd=cwd or tmp_path, env=full_env,
+            stdin=stdin if stdin is not None else subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        got = {}
+        readers = [threading.Thread(target=lambda k=k, s=s: got.__setitem__(k, s.read()))
+                   for k, s in (("out", proc.stdout), ("err", proc.stderr))]  # fmt: skip
+        for r in readers:
+            r.start()
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                os.wait4(proc.pid, 0)
+                pytest.fail(f"poolcli {args} did not finish in {timeout} s (a hang)")
+            time.sleep(0.01)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        for r in readers:
+            r.join()
+        return Measured(proc.returncode, got["out"], got["err"], usage.ru_maxrss / 1024, time.perf_counter() - t0)
+
+    return run

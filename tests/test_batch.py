@@ -321,7 +321,7 @@ def test_a_killed_worker_loses_no_file(tmp_path, samples):
     os.kill(int(children[0]), signal.SIGKILL)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err.decode()
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"c{i:02d}_gaussian.png" for i in range(60))
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"c{i:02d}_gaussian_sigma3.png" for i in range(60))
     for p in out.iterdir():
         decode(p)
     assert b"Traceback" not in err
@@ -345,9 +345,10 @@ class DiesOnSevenRows:
     tag = "dies"
 
     def __init__(self):
+        from poolcli.api import pool_spec
         from poolcli.jobs import PoolJob
 
-        self.inner = PoolJob("max", (1, 1))
+        self.inner = PoolJob(pool_spec("max", 1))
 
     def apply(self, pic):
         if pic.pixels.shape[0] == 7:
@@ -459,9 +460,10 @@ class FailsOnSevenRows(DiesOnSevenRows):
         return self.inner.apply(pic)
 
 
-def test_a_bug_in_a_worker_is_reported_not_retried(tmp_path):
-    """An exception in a worker is a bug: the batch stops with it (the CLI says "internal
-    error", exit 70), with the worker's traceback attached; it is not mistaken for a dead worker."""
+def test_a_bug_in_a_worker_fails_its_file_and_the_rest_go_on(tmp_path):
+    """An exception in a worker is a bug: that file's result carries it (the CLI says "internal
+    error", exit 70, after writing the report), with the worker's traceback; it is not mistaken
+    for a dead worker, and the other files are still written."""
     from poolcli import batch
 
     names = []
@@ -470,7 +472,38 @@ def test_a_bug_in_a_worker_is_reported_not_retried(tmp_path):
         names.append(str(tmp_path / f"i{i}.png"))
     (tmp_path / "out").mkdir()
     tasks = [batch.Task(n, str(tmp_path / "out" / os.path.basename(n)), "png") for n in names]
-    with pytest.raises(batch.WorkerError, match="ZeroDivisionError: division by zero") as caught:
-        batch.run(tasks, FailsOnSevenRows(), jobs=2, max_pixels=None, png_level=1)
-    assert "return 1 / 0" in caught.value.details
-    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".poolcli-")]
+    results = batch.run(tasks, FailsOnSevenRows(), jobs=2, max_pixels=None, png_level=1)
+    by_name = {os.path.basename(r.input): r for r in results}
+    bad = by_name["i2.png"]
+    assert "internal error: ZeroDivisionError: division by zero" in bad.error
+    assert "return 1 / 0" in bad.bug
+    assert all(r.error is None and r.bug is None for n, r in by_name.items() if n != "i2.png")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["i0.png", "i1.png", "i3.png"]
+
+
+def test_a_bug_is_exit_70_with_the_report_written(tmp_path):
+    """The CLI's side: exit 70, the JSON report complete, the traceback only with --debug."""
+    import sys
+
+    for i in range(3):
+        Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(tmp_path / f"i{i}.png")
+    script = (
+        "import sys, poolcli.jobs as j\n"
+        "apply = j.PoolJob.apply\n"
+        "def broken(self, pic):\n"
+        "    if pic.pixels[0, 0, 0] == 1: raise RuntimeError('boom')\n"
+        "    return apply(self, pic)\n"
+        "j.PoolJob.apply = broken\n"
+        "from poolcli.cli import main\n"
+        "sys.argv = ['poolcli'] + sys.argv[1:]\n"
+        "main()\n"
+    )
+    base = [sys.executable, "-c", script, "pool", str(tmp_path), "-m", "max", "-s", "2", "-o", str(tmp_path / "out")]
+    for debug in ([], ["--debug"]):
+        proc = subprocess.run(base + ["--report", str(tmp_path / "r.json"), "-q", "--jobs", "1"] + debug,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert proc.returncode == 70, proc.stderr
+        assert "i1.png: internal error: RuntimeError: boom" in proc.stderr
+        assert ("Traceback" in proc.stderr) == bool(debug), proc.stderr
+        report = json.loads((tmp_path / "r.json").read_text())
+        assert [f["error"] is None for f in report["files"]] == [True, False, True]

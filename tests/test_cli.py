@@ -142,7 +142,7 @@ def test_sixteen_bit_rgb_png_round_trip(cli, tmp_path):
 def test_alpha_is_carried_through(cli, samples):
     r = cli("convolve", samples / "coffee_rgba.png", "-k", "sharpen", "--stride", "2")
     assert r.code == 0, r
-    im = decode(samples / "coffee_rgba_sharpen.png")
+    im = decode(samples / "coffee_rgba_sharpen_s2.png")
     assert im.mode == "RGBA" and im.size == (300, 200)
     src_alpha = np.asarray(Image.open(samples / "coffee_rgba.png"))[::2, ::2, 3]
     np.testing.assert_array_equal(np.asarray(im)[:, :, 3], src_alpha)

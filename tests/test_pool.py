@@ -222,7 +222,7 @@ def test_stochastic_probability_proportional_to_value():
         (dict(output_size=(0, 2)), "output_size must be at least 1"),
         (dict(mode="lp", p=0), "p must be a positive"),
         (dict(mode="lp", p=-1), "p must be a positive"),
-        (dict(mode="avg", divisor=0), "divisor must be a non-zero"),
+        (dict(mode="avg", divisor=0), "divisor must not be 0"),
         (dict(mode="stochastic", seed=-1), "seed must be"),
     ],
 )

@@ -30,7 +30,8 @@ def test_name_and_result(cli, samples):
         (["-m", "max", "-s", "2", "--dilation", "2", "--ceil-mode"], "camera_max2_d2_ceil.png"),
         (["-m", "avg", "--to", "64x48"], "camera_avg_64x48.png"),
         (["-m", "max", "--global"], "camera_max_global.png"),
-        (["-m", "l2", "-s", "2"], "camera_lp2.png"),
+        (["-m", "l2", "-s", "2"], "camera_lp2_pow2.png"),
+        (["-m", "lp", "--p", "3", "-s", "2"], "camera_lp2_pow3.png"),
     ],
 )
 def test_naming(cli, samples, args, name):

@@ -1,0 +1,123 @@
+"""A seeded mutation fuzzer over every input format poolcli reads (issue #9).
+
+Valid seed files (PNG through poolcli's codec and through Pillow, 16-bit PNG, JPEG, TIFF 8 and
+16-bit, BMP, WebP, .npy) are mutated: random byte flips, truncations, insertions, repeated
+slices, and, for PNG, chunk bodies rewritten with their CRC fixed (so the mutation gets past
+the checksum to the decoder), and for TIFF, directory entries pointed at odd counts and
+offsets.  All cases run through real ``poolcli`` batches, which must give each file an outcome
+(written, or one line naming it), no traceback, no exit 70, no hang, bounded memory and no
+stray temporary files.
+
+``POOLCLI_FUZZ_CASES`` (default 300) sets the number of cases, ``POOLCLI_FUZZ_SEED`` the seed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+
+import numpy as np
+
+from hostile import encoded, npy, photo, png_chunks, png_from_chunks, tiff16
+
+CASES = int(os.environ.get("POOLCLI_FUZZ_CASES", "300"))
+SEED = int(os.environ.get("POOLCLI_FUZZ_SEED", "20261130"))
+INTERESTING = [0, 1, 2, 3, 7, 8, 15, 16, 255, 256, 4096, 65535, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF]
+
+
+def seeds() -> dict[str, bytes]:
+    rgb, gray = photo(24, 32), photo(24, 32, channels=1)
+    rgba = np.concatenate([rgb, gray[:, :, None]], axis=2)
+    return {
+        "rgb.png": encoded(rgb, "PNG"), "rgba.png": encoded(rgba, "PNG"),
+        "gray16.png": encoded(photo(24, 32, channels=1, dtype=np.uint16), "PNG"),
+        "palette.png": encoded(gray // 32, "PNG"), "interlaced.png": encoded(rgb, "PNG", interlace=1),
+        "photo.jpg": encoded(rgb, "JPEG"), "photo.tif": encoded(rgb, "TIFF"),
+        "deep.tif": tiff16(photo(24, 32, dtype=np.uint16), rows_per_strip=5, predictor=2),
+        "photo.bmp": encoded(rgb, "BMP"), "photo.webp": encoded(rgb, "WEBP"),
+        "data.npy": npy(rgb.astype(np.float32)),
+    }  # fmt: skip
+
+
+def mutate(data: bytes, name: str, rng: np.random.Generator) -> bytes:
+    buf = bytearray(data)
+    kind = rng.integers(0, 6)
+    if kind == 0:  # flip a few bytes
+        for _ in range(rng.integers(1, 9)):
+            buf[rng.integers(0, len(buf))] ^= 1 << int(rng.integers(0, 8))
+    elif kind == 1:  # truncate
+        del buf[rng.integers(0, len(buf)) :]
+    elif kind == 2:  # insert random bytes
+        at = rng.integers(0, len(buf))
+        buf[at:at] = rng.integers(0, 256, rng.integers(1, 64), dtype=np.uint8).tobytes()
+    elif kind == 3:  # repeat a slice
+        a = rng.integers(0, len(buf))
+        b = min(len(buf), a + rng.integers(1, 512))
+        buf[b:b] = buf[a:b] * int(rng.integers(1, 4))
+    elif kind == 4 and name.endswith(".png") and png_chunks(data):  # a chunk body rewritten, CRC fixed
+        chunks = png_chunks(data)
+        k = rng.integers(0, len(chunks))
+        kind_, body = chunks[k]
+        body = bytearray(body)
+        if body:
+            at = rng.integers(0, max(1, len(body) - 3))
+            if rng.random() < 0.5 and len(body) >= at + 4:
+                body[at : at + 4] = struct.pack(">I", INTERESTING[rng.integers(0, len(INTERESTING))])
+            else:
+                body[at] = rng.integers(0, 256)
+        chunks[k] = (kind_, bytes(body))
+        return png_from_chunks(chunks)
+    elif kind == 5 and name.endswith(".tif") and len(data) >= 8:  # a directory entry made odd
+        end = "<" if data[:2] == b"II" else ">"
+        (ifd,) = struct.unpack(end + "I", data[4:8])
+        count = struct.unpack(end + "H", data[ifd : ifd + 2])[0] if ifd + 2 <= len(data) else 1
+        entry = ifd + 2 + 12 * int(rng.integers(0, max(1, count)))
+        field = entry + (4 if rng.random() < 0.5 else 8)
+        if field + 4 <= len(buf):
+            buf[field : field + 4] = struct.pack(end + "I", INTERESTING[rng.integers(0, len(INTERESTING))])
+    else:
+        buf[rng.integers(0, len(buf))] = rng.integers(0, 256)
+    return bytes(buf)
+
+
+def fuzz_folder(folder, cases: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    corpus = seeds()
+    names = sorted(corpus)
+    folder.mkdir()
+    written = []
+    for i in range(cases):
+        base = names[i % len(names)]
+        data = corpus[base]
+        for _ in range(rng.integers(1, 3)):  # one or two mutations on top of each other
+            if data:
+                data = mutate(data, base, rng)
+        name = f"case{i:04d}_{base}"
+        (folder / name).write_bytes(data)
+        written.append(name)
+    return written
+
+
+def check_batch(r, tmp_path, names: list[str], out: str) -> None:
+    assert "Traceback" not in r.stderr and r.code in (0, 1), r
+    report = json.loads(r.stdout)
+    rows = {os.path.basename(row["input"]): row for row in report["files"]}
+    assert set(rows) == set(names)
+    for name, row in rows.items():
+        assert "internal error" not in (row["error"] or ""), row
+        assert row["error"] is None or row["error"].startswith(os.path.join("fuzz", name)), row
+        if row["error"] is None and not row["skipped"]:
+            assert (tmp_path / row["output"]).stat().st_size > 0
+    assert not [p for p in (tmp_path / out).iterdir() if p.name.startswith(".poolcli-")]
+
+
+def test_mutated_files_fail_alone_in_a_batch(tmp_path, measured):
+    names = fuzz_folder(tmp_path / "fuzz", CASES, SEED)
+    common = ["--json", "-q", "--max-pixels", "4000000"]
+    r = measured("pool", "fuzz", "-m", "max", "-s", "2", "-o", "pooled", "--jobs", "2", *common, timeout=300)
+    check_batch(r, tmp_path, names, "pooled")
+    assert r.peak_mb < 600, r.peak_mb
+    r = measured("convolve", "fuzz", "-k", "sobel", "-o", "edges", "--jobs", "1", "--gray", *common, timeout=300)
+    check_batch(r, tmp_path, names, "edges")
+    assert r.peak_mb < 600, r.peak_mb
