@@ -218,8 +218,16 @@ def _decode_pillow(data: bytes, name: str, gray: bool, max_pixels: int | None) -
     except MemoryError:
         raise ImageError(f"{name}: out of memory while decoding it") from None
     except Exception as exc:  # noqa: BLE001 - a hostile file may trip any of Pillow's checks
-        detail = str(exc).strip().rstrip(".") or exc.__class__.__name__
-        raise ImageError(f"{name}: truncated or corrupt image ({_one_line(detail)})") from None
+        raise ImageError(f"{name}: truncated or corrupt image ({_describe(exc)})") from None
+
+
+def _describe(exc: BaseException) -> str:
+    """A decoder's exception in a few words: its message, with its kind when the message alone
+    says nothing (a KeyError's message is just the missing key)."""
+    text = str(exc).strip().rstrip(".")
+    if isinstance(exc, (OSError, ValueError, SyntaxError, EOFError)) and text:
+        return _one_line(text)
+    return _one_line(f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__)
 
 
 def _one_line(text: str, limit: int = 200) -> str:
