@@ -17,31 +17,16 @@ import numpy as np
 
 from .errors import ImageError, UsageError
 from .kernels import get_kernel
+from .ops import BOUNDARIES, BOUNDARY_ALIASES, OPERATIONS, POOL_MODES
 
 __all__ = ["convolve", "pool", "get_kernel", "BOUNDARIES", "MODES", "resolve_boundary", "resolve_mode"]
 
-BOUNDARIES = ("reflect", "mirror", "nearest", "wrap", "constant", "valid")
-BOUNDARY_ALIASES = {
-    "symmetric": "reflect",
-    "reflect101": "mirror",
-    "reflect-101": "mirror",
-    "reflect_101": "mirror",
-    "replicate": "nearest",
-    "edge": "nearest",
-    "circular": "wrap",
-    "tile": "wrap",
-    "periodic": "wrap",
-    "zero": "constant",
-    "zeros": "constant",
-    "fill": "constant",
-}
-
-MODES = ("max", "avg", "min", "lp", "median", "stochastic")
+MODES = POOL_MODES  # from the operation registry (poolcli.ops)
+MODE_ALIASES = {alias: name for name in MODES for alias in OPERATIONS[name].aliases}
 
 MAX_INT = 2**31 - 1  # every integer option: a C int, as PyTorch's and OpenCV's
 MAX_REACH = 1 << 16  # (kernel side − 1) × dilation: how far one output looks, in pixels
 MAX_OUTPUT_PIXELS = 1 << 28  # adaptive pooling's requested output size
-MODE_ALIASES = {"average": "avg", "mean": "avg", "l2": "lp", "maximum": "max", "minimum": "min"}
 
 _compile_ms = 0.0
 
@@ -51,6 +36,11 @@ def take_compile_ms() -> float:
     global _compile_ms
     ms, _compile_ms = _compile_ms, 0.0
     return ms
+
+
+def compile_ms_so_far() -> float:
+    """Milliseconds spent compiling since the last :func:`take_compile_ms`, without resetting."""
+    return _compile_ms
 
 
 def engine_loaded() -> bool:
@@ -357,6 +347,14 @@ def convolve(
         kernel, boundary=boundary, cval=cval, stride=stride, dilation=dilation, flip=flip, size=size, sigma=sigma
     )
     return apply_convolve(image, spec)
+
+
+def sample_like(plane: np.ndarray, spec: ConvolveSpec, oh: int, ow: int) -> np.ndarray:
+    """The (oh, ow, …) cells of ``plane`` (an alpha channel) that :func:`apply_convolve`'s
+    outputs are centred on: every ``stride``-th one, cropped as ``valid`` crops."""
+    top, left = spec.crop
+    s = spec.stride
+    return plane[top : top + (oh - 1) * s + 1 : s, left : left + (ow - 1) * s + 1 : s]
 
 
 def apply_convolve(image, spec: ConvolveSpec) -> np.ndarray:

@@ -173,6 +173,13 @@ def get_kernel(name: str, *, size: int | None = None, sigma: float | None = None
     return spec.build(**{p: given[p] for p in spec.params})
 
 
+def kernel_sums_to_zero(k: np.ndarray) -> bool:
+    """Whether a kernel's weights sum to 0 (an edge detector: its results are signed); for a
+    (2, kh, kw) gradient pair, its x kernel's."""
+    first = k[0] if k.ndim == 3 else k
+    return abs(float(first.sum())) <= 1e-9 * float(np.abs(first).max())
+
+
 def parse_matrix(text: str, source: str = "--kernel") -> np.ndarray:
     """A 2-D float64 matrix from rows split by ';' or newlines, values by ',' or whitespace;
     at most MAX_KERNEL_SIDE rows and columns.  Errors name the row (and, in a file, its line)."""
