@@ -7,7 +7,7 @@ array([[ 5,  7],
 """
 
 __version__ = "0.1.0"
-__all__ = ["convolve", "pool", "get_kernel", "__version__"]
+__all__ = ["convolve", "pool", "get_kernel", "run", "Pipeline", "__version__"]
 
 
 def __getattr__(name):
@@ -16,4 +16,8 @@ def __getattr__(name):
         from . import api
 
         return getattr(api, name)
+    if name in ("run", "Pipeline"):
+        from . import pipeline
+
+        return getattr(pipeline, name)
     raise AttributeError(f"module 'poolcli' has no attribute {name!r}")

@@ -46,6 +46,7 @@ class FileResult:
     out_height: int = 0
     dtype: str = ""
     bug: str | None = None  # the traceback of an unexpected exception (a bug in poolcli)
+    stages: list[dict] | None = None  # a pipeline's stages and their milliseconds
 
     @property
     def megapixels(self) -> float:
@@ -126,10 +127,10 @@ def plan(found: Expanded, *, output: str | None, fmt: str | None, tag: str, to_d
     tasks: list[Task] = []
     ext_fmt = images.format_for(None if to_dir else output, fmt)
     items, seen = [], set()
-    for path, rel in found.items:  # a file named twice (a.png a.png, overlapping globs) runs once
-        real = path if path == "-" else os.path.realpath(path)
-        if real not in seen or path == "-":
-            seen.add(real)
+    for path, rel in found.items:  # a file named twice (a.png ./a.png, overlapping globs) runs once
+        key = (path if path == "-" else os.path.realpath(path), rel)
+        if key not in seen or path == "-":
+            seen.add(key)
             items.append((path, rel))
     names: dict[str, int] = {}
     planned = []
@@ -214,7 +215,7 @@ def process_file(
     if task.dest == "-":
         res.output = "-"
     try:
-        if skip_existing and task.dest != "-" and images.complete_output(task.dest, task.fmt):
+        if skip_existing and task.dest != "-" and images.complete_output(first_output(job, task), task.fmt):
             res.skipped = True
             return res
         if same_file(task.source, task.dest):
@@ -247,13 +248,21 @@ def process_file(
         res.compile_ms += compiled
         res.out_height, res.out_width = out.array.shape[:2]
         res.values = out.values
+        res.stages = [{"stage": s, "ms": round(ms, 3)} for s, ms in out.stage_ms] or None
         # peak memory: drop each full-size buffer as soon as the next one exists
-        alpha = pic.alpha
-        ready = prepare(job, out, pic.pixels.dtype, task.fmt)
-        del out, pic
-        if not isinstance(ready, bytes):
-            ready = images.encode(ready, alpha, task.fmt, png_level=png_level)
-        images.write_output(ready, task.dest)
+        alpha, dtype = pic.alpha, pic.pixels.dtype
+        del pic
+        results = [(suffixed(task.dest, sfx), r) for sfx, r in out.extras] + [(task.dest, out)]
+        del out
+        while results:
+            dest, result = results.pop(0)
+            ready = prepare(job, result, dtype, task.fmt, dest)
+            del result
+            for path, data in ready:
+                if not isinstance(data, bytes):
+                    data = images.encode(data, alpha, task.fmt, png_level=png_level)
+                images.write_output(data, path)
+            del ready, data
         compiled = take_compile_ms()
         res.save_ms = (time.perf_counter() - t2) * 1e3 - compiled
         res.compile_ms += compiled
@@ -338,17 +347,43 @@ def _read_ahead(source: str, name: str, max_pixels: int | None, meanwhile: Calla
     return got[0], got[1]
 
 
-def prepare(job, out, source_dtype, fmt: str):
-    """A job's result ready to encode: pixels of the input's bit depth, or the raw .npy bytes."""
+def prepare(job, out, source_dtype, fmt: str, dest: str) -> list[tuple[str, object]]:
+    """A job's result ready to encode, as (path, pixels of the input's bit depth or the raw
+    .npy bytes): one item, or one per feature map (``{stem}_{tag}_{N}``) for a kernel bank's
+    maps in an image format."""
     if fmt == "npy":
-        return images.encode_npy(job.npy(out))
+        return [(dest, images.encode_npy(job.npy(out)))]
     pixels = out.array
+    target = source_dtype if source_dtype.kind == "u" else images.np.uint8
+    # float sources (mode F, .npy) have no natural range: clip means normalize for them
+    scale = out.scale if source_dtype.kind == "u" or out.scale != "clip" else "normalize"
+    if out.maps:
+        if dest == "-":
+            raise ImageError("a kernel bank's feature maps are written one file each: give -o, or use -f npy")
+        np = images.np
+        alpha = pixels[:, :, out.colour :]
+        return [
+            (suffixed(dest, f"_{n}"), images.to_pixels(np.concatenate([pixels[:, :, n : n + 1], alpha], axis=2),
+                                                       target, scale, 1))
+            for n in range(out.colour)
+        ]  # fmt: skip
     if pixels.dtype.kind == "f":
-        target = source_dtype if source_dtype.kind == "u" else images.np.uint8
-        # float sources (mode F, .npy) have no natural range: clip means normalize for them
-        scale = out.scale if source_dtype.kind == "u" or out.scale != "clip" else "normalize"
         pixels = images.to_pixels(pixels, target, scale, out.colour)
-    return pixels
+    return [(dest, pixels)]
+
+
+def suffixed(path: str, suffix: str) -> str:
+    """``path`` with ``suffix`` put before its extension (``a_t.png`` → ``a_t_0.png``)."""
+    stem, ext = os.path.splitext(path)
+    return f"{stem}{suffix}{ext}"
+
+
+def first_output(job, task: Task) -> str:
+    """The file whose presence says ``task`` was done (its first feature map, for a bank)."""
+    pipe = getattr(job, "pipeline", None)
+    if pipe is not None and pipe.has_bank and task.fmt != "npy":
+        return suffixed(task.dest, "_0")
+    return task.dest
 
 
 # --------------------------------------------------------------------------- many files
@@ -557,9 +592,9 @@ def _warm(job, fmt: str) -> float:
         for channels in (1, 3):
             pic = Picture(np.zeros((16, 16, channels), np.uint8), False, "RGB")
             try:
-                ready = prepare(job, job.apply(pic), pic.pixels.dtype, fmt)
-                if not isinstance(ready, bytes):
-                    images.decode(images.encode(ready, pic.alpha, fmt), "warm-up")
+                for _, ready in prepare(job, job.apply(pic), pic.pixels.dtype, fmt, "warm-up"):
+                    if not isinstance(ready, bytes):
+                        images.decode(images.encode(ready, pic.alpha, fmt), "warm-up")
             except ImageError:
                 pass  # a window too large for the tiny image: nothing to warm
     finally:

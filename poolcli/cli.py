@@ -15,7 +15,7 @@ import warnings
 
 import typer
 
-from . import __version__
+from . import __version__, ops
 
 EXIT_FAILED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 1, 2, 70, 130
 _LOG_WIDTH = 1000  # columns of the summary when stderr is not a terminal: no wrapped lines
@@ -148,6 +148,10 @@ def _execute(command: str, job, settings: dict, inputs, output, fmt, json_out, r
             for folder in sorted({os.path.dirname(t.dest) for t in tasks}):
                 os.makedirs(folder, exist_ok=True)
         to_stdout = any(t.dest == "-" for t in tasks)
+        pipe = getattr(job, "pipeline", None)
+        if to_stdout and pipe is not None and (job.save_stages or (pipe.has_bank and tasks[0].fmt != "npy")):
+            raise _fail("a kernel bank's maps and --save-stages write several files: give -o FILE or -o DIR "
+                        "(or -f npy for a bank)")  # fmt: skip
         if to_stdout and json_out:
             raise _fail("--json prints on stdout, where the image goes; use --report FILE instead")
         if to_stdout and sys.stdout.isatty():
@@ -284,13 +288,7 @@ def convolve(
     ),
     size: int | None = typer.Option(None, "--size", help="Size of box / gaussian."),
     sigma: float | None = typer.Option(None, "--sigma", help="Standard deviation of gaussian."),
-    boundary: str = typer.Option(
-        "reflect",
-        "--boundary",
-        "-b",
-        help="reflect, mirror, nearest, wrap, constant or valid "
-        "(aliases: reflect101, replicate, edge, circular, tile, zero...).",
-    ),
+    boundary: str = typer.Option("reflect", "--boundary", "-b", help=ops.boundary_help()),
     cval: float = typer.Option(0.0, "--cval", help="Value outside the image for --boundary constant."),
     stride: int = typer.Option(1, "--stride", help="Keep every N-th output row and column."),
     dilation: int = typer.Option(1, "--dilation", help="Spread kernel taps D pixels apart."),
@@ -349,7 +347,7 @@ def convolve(
 @app.command(no_args_is_help=False)
 def pool(
     inputs: list[str] | None = INPUTS,
-    mode: str = typer.Option("max", "--mode", "-m", help="max, avg, min, lp (l2), median or stochastic."),
+    mode: str = typer.Option("max", "--mode", "-m", help=f"{ops.help_list('pool')} (l2 = lp with --p 2)."),
     size: str | None = typer.Option(None, "--size", "-s", help="Window K or KHxKW."),
     stride: str | None = typer.Option(None, "--stride", help="Step N or SHxSW (default: the window)."),
     padding: str = typer.Option("0", "--padding", help="Implicit padding P or PHxPW, at most half the window."),
@@ -411,6 +409,58 @@ def pool(
         "p": job.spec.p if canon == "lp" else None, "seed": seed, "global": is_global, "to": to, "gray": gray,
     }  # fmt: skip
     _execute("pool", job, settings, inputs, output, fmt, json_out, report, quiet, threads, jobs, recursive,
+             skip_existing, max_pixels, compress_level, debug)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- run
+
+
+@app.command(name="run", no_args_is_help=False)
+def run_pipeline(
+    pipeline: str = typer.Argument(..., metavar="PIPELINE", help="Stages separated by '|', in one quoted string."),
+    inputs: list[str] | None = INPUTS,
+    save_stages: bool = typer.Option(False, "--save-stages", help="Also write every stage's result."),
+    tag: str | None = typer.Option(None, "--tag", help="File-name tag (default: the stages joined)."),
+    gray: bool = GRAY,
+    scale: str = typer.Option("auto", "--scale", help="auto, clip, normalize or abs: how the result becomes pixels."),
+    output: str | None = OUTPUT,
+    fmt: str | None = FORMAT,
+    json_out: bool = JSON,
+    report: str | None = REPORT,
+    quiet: bool = QUIET,
+    threads: int | None = THREADS,
+    jobs: int | None = JOBS,
+    recursive: bool = RECURSIVE,
+    skip_existing: bool = SKIP,
+    max_pixels: int = MAX_PIXELS,
+    compress_level: int | None = LEVEL,
+    debug: bool = DEBUG,
+) -> None:
+    """Run a CNN-style pipeline of stages on images, float32 from stage to stage.
+
+    Stages: conv KERNEL (or a kernel name alone: sobel, gaussian sigma=2), a bank conv K1,K2,…,
+    pool MODE SIZE (or MODE SIZE: max 2, avg 3 stride=2), global MODE, adaptive MODE WxH, and
+    element-wise operations; options as key=value.
+
+    Examples:
+
+      poolcli run "gaussian sigma=2 | sobel | relu | max 2" photo.png
+
+      poolcli run "conv sobel-x,sobel-y | relu | max 2" photo.png -f npy
+
+      poolcli run "blur | max 2 | blur | max 2" shots/ -o small/ --save-stages
+    """
+    _check_address_space()
+    from . import api
+    from .jobs import RunJob
+
+    try:
+        job = RunJob.build(pipeline, tag=tag, gray=gray, scale=scale, save_stages=save_stages)
+    except api.UsageError as exc:
+        raise _fail(str(exc)) from None
+    settings = {"pipeline": " | ".join(s.text.strip() for s in job.pipeline.stages), "gray": gray,
+                "scale": job.scale_rule(), "tag": tag}  # fmt: skip
+    _execute("run", job, settings, inputs, output, fmt, json_out, report, quiet, threads, jobs, recursive,
              skip_existing, max_pixels, compress_level, debug)  # fmt: skip
 
 

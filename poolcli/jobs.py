@@ -18,6 +18,7 @@ import numpy as np
 
 from . import api
 from .images import Picture
+from .kernels import kernel_sums_to_zero
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,9 @@ class Result:
     colour: int
     scale: str
     values: list[float] | None = None
+    maps: bool = False  # feature maps of a kernel bank: one image per map in image formats
+    extras: tuple = ()  # (file-name suffix, Result) of --save-stages
+    stage_ms: tuple = ()  # (stage, milliseconds) of a pipeline
 
 
 SCALES = ("auto", "clip", "normalize", "abs")
@@ -94,9 +98,7 @@ class ConvolveJob:
 
     def auto_scale(self) -> str:
         """``auto``: normalize when the kernel's weights sum to 0 (edge detectors), else clip."""
-        k = self.spec.kernel
-        zero_sum = abs(float(k[0].sum() if k.ndim == 3 else k.sum())) <= 1e-9 * float(np.abs(k).max())
-        return "normalize" if zero_sum else "clip"
+        return "normalize" if kernel_sums_to_zero(self.spec.kernel) else "clip"
 
     def scale_rule(self) -> str:
         return self.auto_scale() if self.scale == "auto" else self.scale
@@ -104,12 +106,8 @@ class ConvolveJob:
     def apply(self, pic: Picture) -> Result:
         colour = pic.colour
         out = api.apply_convolve(colour, self.spec)
-        if pic.alpha:
-            # alpha is carried through: the same pixels the outputs are centred on
-            top, left = self.spec.crop
-            oh, ow = out.shape[:2]
-            s = self.spec.stride
-            a = pic.alpha_plane[top : top + (oh - 1) * s + 1 : s, left : left + (ow - 1) * s + 1 : s]
+        if pic.alpha:  # alpha is carried through: the same pixels the outputs are centred on
+            a = api.sample_like(pic.alpha_plane, self.spec, *out.shape[:2])
             out = np.concatenate([out, a.astype(np.float32)], axis=2)
         return Result(out, colour.shape[2], self.scale_rule())
 
@@ -191,3 +189,54 @@ class PoolJob:
 
 def _hw(pair: tuple[int, int]) -> str:
     return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """A ``poolcli run`` pipeline (see :mod:`poolcli.pipeline`) applied to each image."""
+
+    pipeline: object  # poolcli.pipeline.Pipeline
+    tag: str
+    gray: bool = False
+    scale: str = "auto"
+    save_stages: bool = False
+    command = "run"
+
+    @classmethod
+    def build(cls, text: str, *, tag=None, gray=False, scale="auto", save_stages=False) -> RunJob:
+        """Parse and check the pipeline and the options (UsageError)."""
+        from .pipeline import Pipeline
+
+        if str(scale).lower() not in SCALES:
+            raise api.UsageError(f"unknown --scale '{scale}' (choose from {', '.join(SCALES)})")
+        pipe = Pipeline.parse(text)
+        if tag is not None and (not tag.strip() or any(ch in tag for ch in "/\\\0")):
+            raise api.UsageError(f"--tag '{tag}' must be a non-empty file-name part without '/'")
+        return cls(pipe, tag if tag is not None else pipe.tag, bool(gray), str(scale).lower(), bool(save_stages))
+
+    def scale_rule(self, upto: int | None = None) -> str:
+        if self.scale != "auto":
+            return self.scale
+        from .pipeline import Pipeline
+
+        pipe = self.pipeline if upto is None else Pipeline(self.pipeline.stages[:upto])
+        return pipe.auto_scale()
+
+    def apply(self, pic: Picture) -> Result:
+        extras, times = [], []
+        banked = [False]
+
+        def on_stage(i, stage, array, colour, seconds):
+            times.append((stage.text.strip(), seconds * 1e3))
+            banked[0] = banked[0] or stage.bank
+            if self.save_stages:
+                suffix = f".{i}-{stage.tag}"
+                extras.append((suffix, Result(np.asarray(array, np.float32), colour, self.scale_rule(i), None,
+                                              banked[0])))  # fmt: skip
+
+        out, colour = self.pipeline.apply(pic.pixels, pic.pixels.shape[2] - (1 if pic.alpha else 0), on_stage)
+        return Result(out, colour, self.scale_rule(), None, self.pipeline.has_bank, tuple(extras), tuple(times))
+
+    def npy(self, result: Result) -> np.ndarray:
+        """The pipeline's float32 result, colour channels (feature maps) only."""
+        return result.array[:, :, : result.colour]

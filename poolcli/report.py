@@ -47,6 +47,8 @@ def as_json(command: str, settings: dict, results: Sequence[FileResult], wall_ms
         }
         if r.values is not None:
             row["values"] = r.values
+        if r.stages is not None:
+            row["stages"] = r.stages
         files.append(row)
     return json.dumps({"command": command, "settings": settings, "files": files, "totals": totals(results, wall_ms)})
 
@@ -76,6 +78,8 @@ def render(console, command: str, settings: dict, results: Sequence[FileResult],
     console.print(table)
     if len(results) == 1 and not results[0].error and not results[0].skipped:
         r = results[0]
+        for i, stage in enumerate(r.stages or [], start=1):
+            console.print(f"  {i}. {stage['stage']}  {stage['ms']:,.1f} ms", highlight=False, markup=False)
         console.print(
             f"{r.input} {r.width}x{r.height}x{r.channels} {r.dtype} → {r.output} {r.out_width}x{r.out_height}",
             highlight=False,

@@ -1,0 +1,356 @@
+"""Pipelines: ``"gaussian sigma=2 | sobel | relu | max 2"`` parsed once into checked stages and
+run on float32 arrays with no rounding between them (contract §7).
+
+Grammar, stage by stage (stages are separated by ``|``; a stage is an operation name, then
+positional values, then ``key=value`` options spelled as the command line spells them):
+
+- ``conv KERNEL [key=value…]``: KERNEL as ``-k`` takes it (a name, an inline matrix, @FILE), or a
+  bank ``K1,K2,…`` of names and @FILEs (one feature map per kernel and input channel,
+  kernel-major); ``NAME [key=value…]`` is short for ``conv NAME`` for every named kernel.
+- ``pool MODE SIZE [key=value…]``, or ``MODE SIZE`` alone (``max 2``, ``avg 3 stride=2``);
+  ``global MODE``; ``adaptive MODE WxH``.
+- the element-wise operations of :data:`poolcli.ops.OPERATIONS` (``relu``, ``leaky-relu
+  alpha=0.1``, ``abs``, ``sigmoid``, ``tanh``, ``gray``, ``normalize``, ``scale F``, ``bias
+  B``, ``clip LO HI``, ``threshold T``).
+
+A pooling mode's name is read as pooling even where it is also a kernel alias (``mean 2`` pools;
+``box`` or ``conv mean`` is the box kernel).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from . import api, ops
+from .errors import UsageError
+from .kernels import ALIASES, KERNELS, choose_kernel, kernel_sums_to_zero
+
+_SCALE_RESETS = ("normalize", "sigmoid", "tanh")  # after these, 'auto' clips (results in 0–1 or −1–1)
+
+
+@dataclass(frozen=True, eq=False)
+class Stage:
+    """One checked stage: ``op`` its registry entry, ``spec`` what its runner needs (a
+    ConvolveSpec, a tuple of them for a bank, a PoolSpec, or the element-wise options)."""
+
+    text: str
+    op: ops.Operation
+    spec: object
+    tag: str
+    zero_sum: bool = False
+
+    @property
+    def bank(self) -> bool:
+        return isinstance(self.spec, tuple)
+
+    def describe(self) -> str:
+        """The stage with every option resolved, e.g. ``pool max 2x2 stride=2x2 padding=0x0 …``."""
+        if self.op.kind == "conv":
+            specs = self.spec if self.bank else (self.spec,)
+            k = specs[0]
+            shapes = ",".join(f"{s.kernel.shape[-1]}x{s.kernel.shape[-2]}" for s in specs)
+            what = f"bank of {len(specs)}" if self.bank else "kernel"
+            return (f"conv {self.tag} ({what} {shapes}) boundary={k.boundary} cval={k.cval:g} stride={k.stride} "
+                    f"dilation={k.dilation}")  # fmt: skip
+        if self.op.kind == "pool":
+            s = self.spec
+            if s.output_size is not None:
+                head = f"pool {s.mode} output={s.output_size[1]}x{s.output_size[0]}"
+            else:
+                hw = lambda pair: f"{pair[1]}x{pair[0]}"  # noqa: E731 - W×H as the command line writes it
+                head = (f"pool {s.mode} {hw(s.size)} stride={hw(s.stride)} padding={hw(s.padding)} "
+                        f"dilation={hw(s.dilation)} ceil_mode={s.ceil_mode}")  # fmt: skip
+            extra = {"avg": f" count_include_pad={s.count_include_pad} divisor={s.divisor}", "lp": f" p={s.p:g}",
+                     "stochastic": f" seed={s.seed}"}.get(s.mode, "")  # fmt: skip
+            return head + extra
+        opts = " ".join(f"{k}={v:g}" for k, v in self.spec.items())
+        return f"{self.op.name} {opts}".strip()
+
+
+def _split_stages(text: str) -> list[str]:
+    """The stages of ``text``: split at ``|`` outside quotes."""
+    stages, current, quote = [], [], None
+    for ch in text:
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "|":
+            stages.append("".join(current))
+            current = []
+            continue
+        current.append(ch)
+    stages.append("".join(current))
+    return stages
+
+
+def _fail(number: int, text: str, problem: str) -> UsageError:
+    return UsageError(f"pipeline stage {number} '{text.strip()}': {problem}")
+
+
+def _short(pair: tuple[int, int]) -> str:
+    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
+
+
+def _kernel_tag(token: str, matrix: np.ndarray) -> str:
+    if token.startswith("@"):
+        return os.path.splitext(os.path.basename(token[1:]))[0] or "kernel"
+    key = ALIASES.get(token.strip().lower(), token.strip().lower())
+    if key in KERNELS:
+        return key
+    return "custom-" + hashlib.sha1(repr((matrix.shape, matrix.tolist())).encode()).hexdigest()[:8]
+
+
+def _is_kernel_name(token: str) -> bool:
+    key = token.strip().lower()
+    return ALIASES.get(key, key) in KERNELS
+
+
+def _arguments(op: ops.Operation, tokens: list[str], number: int, text: str) -> dict:
+    """Positional values and key=value options of ``op``, parsed and range-checked."""
+    values: dict = {}
+    positional = list(op.positional)
+    for token in tokens:
+        if "=" in token:
+            key, _, raw = token.partition("=")
+            key = key.strip().lower().replace("-", "_")
+            param = op.param(key)
+            if param is None or key in op.positional and op.kind != "elementwise":
+                known = ", ".join(p.name for p in op.params) or "none"
+                close = difflib.get_close_matches(key, [p.name for p in op.params], n=1, cutoff=0.5)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                raise _fail(number, text, f"unknown option '{key}' for {op.name}{hint} (options: {known})")
+            if key in values:
+                raise _fail(number, text, f"'{key}' is given twice")
+            if raw == "":
+                raise _fail(number, text, f"'{key}=' has no value")
+            values[key] = param.parse(raw, f"pipeline stage {number} '{text.strip()}'")
+        else:
+            while positional and positional[0] in values:
+                positional.pop(0)
+            if not positional:
+                raise _fail(number, text, f"unexpected value '{token}' ({op.name} takes "
+                                          f"{' '.join(op.positional).upper() or 'no values'})")  # fmt: skip
+            name = positional.pop(0)
+            param = op.param(name)
+            values[name] = param.parse(token, f"pipeline stage {number} '{text.strip()}'") if param else token
+    for name in op.positional:
+        param = op.param(name)
+        if name not in values and (param is None or param.default is None):
+            example = _EXAMPLES.get(op.name, f"{op.name} 2" if op.kind == "pool" else op.name)
+            raise _fail(number, text, f"{op.name} needs {name.upper()} (e.g. {example})")
+    for param in op.params:
+        values.setdefault(param.name, param.default)
+    return values
+
+
+_EXAMPLES = {
+    "conv": "conv sobel, conv '0,-1,0;-1,5,-1;0,-1,0', conv sobel-x,sobel-y",
+    "scale": "scale 2.5", "bias": "bias -0.5", "clip": "clip 0 1", "threshold": "threshold 0.5",
+}  # fmt: skip
+
+
+def _conv_stage(kernel: str, tokens: list[str], number: int, text: str) -> Stage:
+    op = ops.OPERATIONS["conv"]
+    o = _arguments(replace(op, positional=()), tokens, number, text)  # KERNEL was taken already
+    where = f"pipeline stage {number} '{text.strip()}'"
+    parts = [p for p in kernel.split(",")] if ("," in kernel and ";" not in kernel) else [kernel]
+    bank = len(parts) > 1 and all(p.strip().startswith("@") or _is_kernel_name(p) for p in parts)
+    try:
+        specs, tags = [], []
+        for part in parts if bank else [kernel]:
+            choice = choose_kernel(part, size=o["size"], sigma=o["sigma"])
+            specs.append(api.convolve_spec(choice.matrix, boundary=o["boundary"], cval=o["cval"], stride=o["stride"],
+                                           dilation=o["dilation"], flip=o["flip"]))  # fmt: skip
+            tags.append(_kernel_tag(part.strip(), choice.matrix))
+    except UsageError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+    zero = any(kernel_sums_to_zero(s.kernel) for s in specs)
+    return Stage(text, op, tuple(specs) if bank else specs[0], "+".join(tags), zero)
+
+
+def _pool_stage(mode: str, rest: list[str], number: int, text: str, shape: str = "window") -> Stage:
+    op = ops.lookup(mode)
+    if op is None or op.kind != "pool":
+        close = difflib.get_close_matches(mode.lower(), ops.POOL_MODES, n=1, cutoff=0.5)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise _fail(number, text, f"unknown pooling mode '{mode}'{hint} (choose from {', '.join(ops.POOL_MODES)})")
+    where = f"pipeline stage {number} '{text.strip()}'"
+    if shape == "window":
+        sized = ops.Operation(op.name, op.kind, op.help, (ops.Param("size", str, None), *op.params), ("size",))
+        o = _arguments(sized, rest, number, text)
+        output_size = None
+    else:
+        target = ("size",) if shape == "adaptive" else ()
+        mode_params = tuple(p for p in op.params if p not in ops.GEOMETRY)  # adaptive windows have no geometry
+        sized = ops.Operation(op.name, op.kind, op.help, (ops.Param("size", str, None), *mode_params), target)
+        o = _arguments(sized, rest, number, text)
+        if shape == "adaptive":
+            try:
+                w, h = api.parse_pair(o["size"], "WxH")
+            except UsageError as exc:
+                raise UsageError(f"{where}: {exc}") from None
+            output_size = (h, w)
+        else:
+            output_size = (1, 1)
+    raw = mode.strip().lower()
+    try:
+        spec = api.pool_spec(
+            "l2" if raw == "l2" else op.name, o.get("size") or 1, stride=o.get("stride"), padding=o.get("padding", 0),
+            dilation=o.get("dilation", 1), ceil_mode=o.get("ceil_mode", False),
+            count_include_pad=o.get("count_include_pad", True), divisor=o.get("divisor"), p=o.get("p", 2.0),
+            seed=o.get("seed"), output_size=output_size,
+        )  # fmt: skip
+    except UsageError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+    if shape == "global":
+        tag = f"{spec.mode}_global"
+    elif shape == "adaptive":
+        tag = f"{spec.mode}_{output_size[1]}x{output_size[0]}"
+    else:
+        tag = f"{spec.mode}{_short(spec.size)}"
+    return Stage(text, op, spec, tag)
+
+
+def parse_stage(text: str, number: int) -> Stage:
+    try:
+        tokens = shlex.split(text)
+    except ValueError as exc:
+        raise _fail(number, text, f"{exc} (an unclosed quote?)") from None
+    if not tokens:
+        raise _fail(number, text, "empty stage (two '|' in a row, or one at an end?)")
+    head, rest = tokens[0], tokens[1:]
+    key = head.lower()
+    if key == "conv":
+        if not rest or "=" in rest[0]:
+            raise _fail(number, text, f"conv needs a KERNEL (e.g. {_EXAMPLES['conv']})")
+        return _conv_stage(rest[0], rest[1:], number, text)
+    if key == "pool":
+        if not rest:
+            raise _fail(number, text, "pool needs a MODE and a SIZE (e.g. pool max 2)")
+        if rest[0].lower() in ("global", "adaptive"):
+            return parse_stage(" ".join(shlex.quote(t) for t in rest), number)
+        return _pool_stage(rest[0], rest[1:], number, text)
+    if key in ("global", "adaptive"):
+        if not rest:
+            raise _fail(number, text, f"{key} needs a MODE (e.g. {key} max{' 64x48' if key == 'adaptive' else ''})")
+        return _pool_stage(rest[0], rest[1:], number, text, shape=key)
+    op = ops.lookup(head)
+    if op is not None and op.kind == "pool":
+        return _pool_stage(head, rest, number, text)
+    if op is not None and op.kind == "elementwise":
+        o = _arguments(op, rest, number, text)
+        return Stage(text, op, {k: v for k, v in o.items()}, op.name)
+    if _is_kernel_name(head):
+        return _conv_stage(head, rest, number, text)
+    choices = ops.names() + list(KERNELS)
+    close = difflib.get_close_matches(key, choices, n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise _fail(number, text, f"unknown operation '{head}'{hint} (operations: conv, pool, global, adaptive, "
+                              f"{', '.join(n for n in ops.OPERATIONS if n != 'conv')}, or a kernel name)")  # fmt: skip
+
+
+@dataclass(frozen=True, eq=False)
+class Pipeline:
+    """A parsed pipeline: its stages, in order."""
+
+    stages: tuple[Stage, ...]
+    text: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> Pipeline:
+        """Parse and check every stage; UsageError naming the stage and the problem."""
+        if not isinstance(text, str) or not text.strip():
+            raise UsageError("the pipeline is empty: give stages separated by '|', e.g. 'gaussian sigma=2 | sobel'")
+        return cls(tuple(parse_stage(s, i) for i, s in enumerate(_split_stages(text), start=1)), text)
+
+    def describe(self) -> str:
+        """One line per stage with every option resolved."""
+        return "\n".join(f"{i}. {s.describe()}" for i, s in enumerate(self.stages, start=1))
+
+    @property
+    def tag(self) -> str:
+        """The default file-name tag: the stages' tags joined (``gaussian-sobel-relu-max2``)."""
+        return "-".join(s.tag for s in self.stages)
+
+    @property
+    def has_bank(self) -> bool:
+        return any(s.bank for s in self.stages)
+
+    def auto_scale(self) -> str:
+        """``auto`` for the final result: ``normalize`` when a convolution stage's kernel sums to
+        0 and no later stage is normalize, sigmoid or tanh; else ``clip``."""
+        for i, stage in enumerate(self.stages):
+            if stage.zero_sum and not any(s.op.name in _SCALE_RESETS for s in self.stages[i + 1 :]):
+                return "normalize"
+        return "clip"
+
+    def apply(self, image: np.ndarray, colour: int, on_stage: Callable | None = None) -> tuple[np.ndarray, int]:
+        """Run every stage on an (H, W, C) array whose first ``colour`` channels are colour (the
+        rest alpha, carried through geometry); returns (float32 result, colour channels).
+        ``on_stage(i, stage, array, colour, seconds)`` is called after each stage (seconds
+        of computing, compilation left out)."""
+        x = image
+        for i, stage in enumerate(self.stages, start=1):
+            t0, c0 = time.perf_counter(), api.compile_ms_so_far()
+            x, colour = _apply(stage, x, colour)
+            if on_stage is not None:  # compile time is the summary's own row, not the stage's
+                on_stage(i, stage, x, colour, time.perf_counter() - t0 - (api.compile_ms_so_far() - c0) / 1e3)
+        return np.asarray(x, dtype=np.float32), colour
+
+
+def _apply(stage: Stage, x: np.ndarray, colour: int) -> tuple[np.ndarray, int]:
+    kind = stage.op.kind
+    if kind == "pool":  # alpha is pooled with the same mode
+        return api.apply_pool(x, stage.spec), colour
+    if kind == "elementwise":
+        out = stage.op.runner(x, stage.spec, colour)
+        return out, (1 if stage.op.name == "gray" and colour == 3 else colour)
+    specs = stage.spec if stage.bank else (stage.spec,)
+    src = x[:, :, :colour]
+    maps = [api.apply_convolve(src, spec) for spec in specs]  # kernel-major: map k·C + c
+    out = maps[0] if len(maps) == 1 else np.concatenate(maps, axis=2)
+    if x.shape[2] > colour:  # alpha: the pixels the outputs are centred on
+        alpha = api.sample_like(x[:, :, colour:], specs[0], out.shape[0], out.shape[1])
+        out = np.concatenate([out, alpha.astype(np.float32)], axis=2)
+    return out, colour * len(specs)
+
+
+def run(image, pipeline) -> np.ndarray:
+    """Run a pipeline on an image: what the same sequence of :func:`poolcli.convolve`,
+    :func:`poolcli.pool` and NumPy element-wise calls gives, as float32.
+
+    Parameters
+    ----------
+    image : (H, W) or (H, W, C) ndarray
+        Every channel is a colour channel.
+    pipeline : str or Pipeline
+        Stages separated by ``|`` (see :mod:`poolcli.pipeline`).
+
+    Returns
+    -------
+    (OH, OW) or (OH, OW, C') float32 ndarray (C' = C × kernels for a bank).
+
+    Examples
+    --------
+    >>> import numpy as np, poolcli
+    >>> x = np.array([[1, -2, 3, -4], [5, -6, 7, -8]], np.float32)
+    >>> poolcli.run(x, "relu | max 2")
+    array([[5., 7.]], dtype=float32)
+    """
+    pipe = pipeline if isinstance(pipeline, Pipeline) else Pipeline.parse(pipeline)
+    squeeze = np.ndim(image) == 2
+    arr = np.asarray(image)
+    if arr.ndim not in (2, 3):
+        raise UsageError(f"image must be (H, W) or (H, W, C), got shape {arr.shape}")
+    img = arr[:, :, None] if squeeze else arr
+    out, _ = pipe.apply(img, img.shape[2])
+    return out[:, :, 0] if squeeze and out.shape[2] == 1 else out
