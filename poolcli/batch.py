@@ -47,6 +47,7 @@ class FileResult:
     dtype: str = ""
     bug: str | None = None  # the traceback of an unexpected exception (a bug in poolcli)
     stages: list[dict] | None = None  # a pipeline's stages and their milliseconds
+    written: list[str] = field(default_factory=list)  # every file written (maps, --save-stages)
 
     @property
     def megapixels(self) -> float:
@@ -262,6 +263,7 @@ def process_file(
                 if not isinstance(data, bytes):
                     data = images.encode(data, alpha, task.fmt, png_level=png_level)
                 images.write_output(data, path)
+                res.written.append(path)
             del ready, data
         compiled = take_compile_ms()
         res.save_ms = (time.perf_counter() - t2) * 1e3 - compiled

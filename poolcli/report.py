@@ -49,6 +49,8 @@ def as_json(command: str, settings: dict, results: Sequence[FileResult], wall_ms
             row["values"] = r.values
         if r.stages is not None:
             row["stages"] = r.stages
+        if len(r.written) > 1:
+            row["written"] = r.written
         files.append(row)
     return json.dumps({"command": command, "settings": settings, "files": files, "totals": totals(results, wall_ms)})
 
@@ -80,8 +82,10 @@ def render(console, command: str, settings: dict, results: Sequence[FileResult],
         r = results[0]
         for i, stage in enumerate(r.stages or [], start=1):
             console.print(f"  {i}. {stage['stage']}  {stage['ms']:,.1f} ms", highlight=False, markup=False)
+        more = f" (+{len(r.written) - 1} more files)" if len(r.written) > 1 else ""
+        shown = r.output if r.output in r.written or not r.written else r.written[-1]
         console.print(
-            f"{r.input} {r.width}x{r.height}x{r.channels} {r.dtype} → {r.output} {r.out_width}x{r.out_height}",
+            f"{r.input} {r.width}x{r.height}x{r.channels} {r.dtype} → {shown} {r.out_width}x{r.out_height}{more}",
             highlight=False,
             markup=False,
         )
