@@ -76,7 +76,26 @@ def pooling() -> None:
     row(tiles).save(HERE / "pooling.png", optimize=True)
 
 
+def pipeline() -> None:
+    """Every stage of `poolcli run "gaussian sigma=2 | sobel | relu | max 2"`, at its true size."""
+    from poolcli.pipeline import Pipeline
+
+    cat = np.asarray(Image.open(SAMPLES / "chelsea.png"))[40:200, 120:320]
+    tiles = [label(cat, f"input {cat.shape[1]}x{cat.shape[0]}")]
+
+    def shown(i, stage, array, colour, seconds):
+        px = to8(array[:, :, :colour]) if stage.op.name != "conv" or stage.zero_sum else None
+        if px is None:
+            px = np.clip(np.rint(array[:, :, :colour]), 0, 255).astype(np.uint8)
+        px = px[:, :, 0] if px.shape[2] == 1 else px
+        tiles.append(label(px, f"{i}. {stage.text.strip()} {array.shape[1]}x{array.shape[0]}"))
+
+    Pipeline.parse("gaussian sigma=2 | sobel | relu | max 2").apply(cat, 3, shown)
+    row(tiles).save(HERE / "pipeline.png", optimize=True)
+
+
 if __name__ == "__main__":
     boundary_modes()
     kernels()
     pooling()
+    pipeline()
