@@ -358,6 +358,69 @@ def bench_batch(data, reps: int, tmp: Path) -> None:
               "≥ 2.0 against the OpenCV loop; faster than mogrify and the vips loop")  # fmt: skip
 
 
+# --------------------------------------------------------------------------- 6. pipelines
+
+PIPELINE = "gaussian sigma=2 | sobel | relu | max 2"
+OPENCV_CHAIN = textwrap.dedent(
+    """
+    import os, sys, cv2, numpy as np
+    cv2.setNumThreads(0 if sys.argv[1] == "one" else 1)
+
+    def chain(img):  # the same four steps, float32 throughout, as poolcli run computes them
+        f = cv2.GaussianBlur(img.astype(np.float32), (17, 17), 2, borderType=cv2.BORDER_REFLECT)
+        mag = cv2.magnitude(cv2.Sobel(f, cv2.CV_32F, 1, 0, borderType=cv2.BORDER_REFLECT),
+                            cv2.Sobel(f, cv2.CV_32F, 0, 1, borderType=cv2.BORDER_REFLECT))
+        act = np.maximum(mag, 0)
+        pooled = cv2.dilate(act, np.ones((2, 2), np.uint8), anchor=(0, 0))[: act.shape[0] // 2 * 2 : 2,
+                                                                          : act.shape[1] // 2 * 2 : 2]
+        return cv2.normalize(pooled, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+
+    if sys.argv[1] == "one":
+        cv2.imwrite(sys.argv[3], chain(cv2.imread(sys.argv[2], cv2.IMREAD_UNCHANGED)))
+    else:
+        os.makedirs(sys.argv[3], exist_ok=True)
+        for name in sorted(os.listdir(sys.argv[2])):
+            cv2.imwrite(os.path.join(sys.argv[3], name), chain(cv2.imread(os.path.join(sys.argv[2], name))))
+    """
+)
+
+
+def bench_pipeline(data, reps: int, tmp: Path) -> None:
+    """`poolcli run` against the same steps as shell pipes between poolcli commands, and
+    against an OpenCV script doing the chain in float32."""
+    (tmp / "chain.py").write_text(OPENCV_CHAIN)
+    big, folder, out = data["big"], data["folder"], tmp / "out"
+    cli = " ".join(POOLCLI)
+    say(f"\n### 6. Pipelines: `{PIPELINE}`\n")
+    cases = {
+        "poolcli run": lambda: run(POOLCLI + ["run", PIPELINE, str(big), "-q", "-o", str(tmp / "r.png")]),
+        "poolcli convolve → convolve → pool, shell pipes (8-bit PNG between)": lambda: run(
+            f"{cli} convolve {big} -k gaussian --sigma 2 -q -o - | {cli} convolve -k sobel -q -o - "
+            f"| {cli} pool -m max -s 2 -q -o {tmp / 'p.png'}"
+        ),
+    }
+    if optional("cv2") is not None:
+        cases["OpenCV script, float32 chain"] = lambda: run([sys.executable, str(tmp / "chain.py"), "one", str(big),
+                                                             str(tmp / "c.png")])  # fmt: skip
+    table("12-MP PNG → 4-stage pipeline → PNG, whole command", rounds(cases, reps), "poolcli run",
+          "≥ 2.0 against the shell pipes, ≥ 1.0 against the OpenCV script")  # fmt: skip
+
+    def fresh(cmd):
+        def go():
+            shutil.rmtree(out, ignore_errors=True)
+            run(cmd)
+
+        return go
+
+    cases = {
+        "poolcli run --jobs 2": fresh(POOLCLI + ["run", PIPELINE, str(folder), "-q", "-o", str(out), "--jobs", "2"])
+    }
+    if optional("cv2") is not None:
+        cases["OpenCV loop, 1 process"] = fresh([sys.executable, str(tmp / "chain.py"), "many", str(folder), str(out)])
+    table("200 photos of 640×480 → 4-stage pipeline", rounds(cases, reps, warm=1), "poolcli run --jobs 2",
+          "≥ 2.0 against the OpenCV loop")  # fmt: skip
+
+
 # --------------------------------------------------------------------------- 4. start-up and 5. memory
 
 
@@ -475,7 +538,7 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; " + "; ".join(versions)
 
 
-SECTIONS = ["compute", "e2e", "batch", "startup", "memory", "png"]
+SECTIONS = ["compute", "e2e", "batch", "startup", "memory", "png", "pipeline"]
 ANALYSIS = "## Analysis"
 
 
@@ -498,6 +561,7 @@ def main() -> None:
                 "startup": lambda: bench_startup(data, reps, tmp),
                 "memory": lambda: bench_memory(data, tmp),
                 "png": lambda: bench_png(data, 3),
+                "pipeline": lambda: bench_pipeline(data, max(3, reps // 2), tmp),
             }[args.section]()
         for item in sorted(set(SKIPPED)):
             print(f"SKIPPED: {item}", flush=True)
