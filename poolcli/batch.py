@@ -48,6 +48,7 @@ class FileResult:
     bug: str | None = None  # the traceback of an unexpected exception (a bug in poolcli)
     stages: list[dict] | None = None  # a pipeline's stages and their milliseconds
     written: list[str] = field(default_factory=list)  # every file written (maps, --save-stages)
+    notes: list[str] = field(default_factory=list)  # what was done that the user should know
 
     @property
     def megapixels(self) -> float:
@@ -139,19 +140,19 @@ def plan(found: Expanded, *, output: str | None, fmt: str | None, tag: str, to_d
         if path == "-":
             dest = output if (output and not to_dir) else "-"
             if to_dir:
-                dest = os.path.join(output, f"stdin_{tag}{images.EXTENSIONS[ext_fmt]}")
+                dest = os.path.join(output, f"stdin_{tag}{images.extension(ext_fmt)}")
         elif output and not to_dir:
             dest = output
         else:
             stem, _ = os.path.splitext(rel)
-            name = f"{stem}_{tag}{images.EXTENSIONS[ext_fmt]}"
+            name = f"{stem}_{tag}{images.extension(ext_fmt)}"
             dest = os.path.join(output, name) if to_dir else os.path.join(os.path.dirname(path), os.path.basename(name))
         names[dest] = names.get(dest, 0) + 1
         planned.append((path, rel, dest))
     for path, rel, dest in planned:
         if names[dest] > 1 and path != "-":
             stem, ext = os.path.splitext(rel)
-            name = f"{stem}_{ext.lstrip('.').lower()}_{tag}{images.EXTENSIONS[ext_fmt]}"
+            name = f"{stem}_{ext.lstrip('.').lower()}_{tag}{images.extension(ext_fmt)}"
             dest = os.path.join(output, name) if to_dir else os.path.join(os.path.dirname(path), os.path.basename(name))
         tasks.append(Task(path, dest, ext_fmt))
     check_plan(tasks)
@@ -203,8 +204,9 @@ def same_file(a: str, b: str) -> bool:
 
 
 def process_file(
-    task: Task, job, *, max_pixels: int | None, png_level: int, skip_existing: bool = False, inflated=None
-) -> FileResult:
+    task: Task, job, *, max_pixels: int | None, png_level: int, skip_existing: bool = False, strip: bool = False,
+    quality: int | None = None, inflated=None,
+) -> FileResult:  # fmt: skip
     """Read, run ``job`` on, and write one image; every failure is returned, never raised.
 
     ``inflated`` is the input already read, checked and inflated by :class:`Prefetcher`.
@@ -232,7 +234,11 @@ def process_file(
         else:
             engine()
         if inflated is not None:
-            pic = images.png_picture(*inflated, name, gray=job.gray)
+            header, raw, extras = inflated
+            if extras is None:  # the prefetcher inflated it; its metadata chunks are read here
+                extras = images.png_extras(images.read_bytes(task.source, max_pixels), name)
+            pic = images.png_picture(header, raw, extras, name, gray=job.gray)
+            del raw
         else:
             data = data if data is not None else images.read_bytes(task.source, max_pixels)
             pic = images.decode(data, name, gray=job.gray, max_pixels=max_pixels)
@@ -251,8 +257,10 @@ def process_file(
         res.values = out.values
         res.stages = [{"stage": s, "ms": round(ms, 3)} for s, ms in out.stage_ms] or None
         # peak memory: drop each full-size buffer as soon as the next one exists
-        alpha, dtype = pic.alpha, pic.pixels.dtype
+        alpha, dtype, meta = pic.alpha, pic.pixels.dtype, None if strip else pic.meta
         del pic
+        if dtype == images.np.uint16 and task.fmt != "npy" and not images.holds_16_bits(task.fmt):
+            res.notes.append(images.EIGHT_BIT_NOTE.format(fmt=task.fmt.upper()))
         results = [(suffixed(task.dest, sfx), r) for sfx, r in out.extras] + [(task.dest, out)]
         del out
         while results:
@@ -261,7 +269,7 @@ def process_file(
             del result
             for path, data in ready:
                 if not isinstance(data, bytes):
-                    data = images.encode(data, alpha, task.fmt, png_level=png_level)
+                    data = images.encode(data, alpha, task.fmt, png_level=png_level, meta=meta, quality=quality)
                 images.write_output(data, path)
                 res.written.append(path)
             del ready, data
@@ -320,11 +328,11 @@ def _load_decoder() -> None:
     from .api import engine
 
     engine()
-    images.png_picture((1, 1, 8, 0), bytes(2), "warm-up")  # a 1×1 gray PNG's scanline
+    images.png_picture((1, 1, 8, 0), bytes(2), {}, "warm-up")  # a 1×1 gray PNG's scanline
 
 
 def _read_ahead(source: str, name: str, max_pixels: int | None, meanwhile: Callable[[], object]):
-    """(file bytes, inflated PNG scanlines or None) of ``source``, read on a thread while
+    """(file bytes, :func:`~poolcli.images.inflate_png`'s result or None) of ``source``, read on a thread while
     ``meanwhile()`` runs here; what the reading raised is raised here, after it."""
     import threading
 
@@ -501,8 +509,8 @@ class Prefetcher:
 
         np = images.np
         self.slot = {t.dest: i for i, t in enumerate(tasks) if t.source != "-"}
-        # per task: done, offset, length, width, height, bit depth, colour type
-        self.index = np.ndarray((len(tasks), 7), np.int64, buffer=mmap.mmap(-1, 56 * len(tasks)))
+        # per task: done, offset, length, width, height, bit depth, colour type, has metadata
+        self.index = np.ndarray((len(tasks), 8), np.int64, buffer=mmap.mmap(-1, 64 * len(tasks)))
         self.data = mmap.mmap(-1, self.BUDGET)
         parent = os.getpid()
         self.pid = os.fork()
@@ -525,13 +533,13 @@ class Prefetcher:
                 got = images.inflate_png(images.read_bytes(task.source, max_pixels), task.source, max_pixels)
             except (OSError, ImageError, MemoryError):
                 continue
-            if got is None:  # not a plain PNG: the worker decodes it (through Pillow)
-                continue
-            header, raw = got
+            if got is None or set(got[2]) - set(images.METADATA_KEYS):  # interlaced, or a tRNS key:
+                continue  # the worker decodes it whole
+            header, raw, extras = got
             if offset + len(raw) > self.BUDGET:
                 return
             self.data[offset : offset + len(raw)] = raw
-            self.index[i, 1:] = (offset, len(raw), *header)
+            self.index[i, 1:] = (offset, len(raw), *header, bool(extras))
             self.index[i, 0] = 1
             offset += -(-len(raw) // mmap.PAGESIZE) * mmap.PAGESIZE
 
@@ -553,12 +561,14 @@ class Prefetcher:
             pass  # a view of it is still alive: the memory goes when that does
 
     def take(self, task: Task):
-        """(header, scanlines) of ``task``'s input if the helper finished it, else None."""
+        """(header, scanlines, extras) of ``task``'s input if the helper finished it, else None;
+        extras is None when the file holds metadata (ICC, DPI, EXIF) to be read again from it."""
         i = self.slot.get(task.dest)
         if i is None or not self.index[i, 0]:
             return None
         offset, length = int(self.index[i, 1]), int(self.index[i, 2])
-        return tuple(int(v) for v in self.index[i, 3:]), memoryview(self.data)[offset : offset + length]
+        header = tuple(int(v) for v in self.index[i, 3:7])
+        return header, memoryview(self.data)[offset : offset + length], None if self.index[i, 7] else {}
 
     def release(self, task: Task) -> None:
         """Give ``task``'s pages back to the system once its result is written."""
@@ -612,6 +622,8 @@ def run(
     max_pixels: int | None,
     png_level: int,
     skip_existing: bool = False,
+    strip: bool = False,
+    quality: int | None = None,
     on_result: Callable[[FileResult], None] = lambda r: None,
 ) -> list[FileResult]:
     """Run every task; ``jobs`` > 1 uses that many worker processes, one compute thread each.
@@ -620,7 +632,7 @@ def run(
     files have finished or been discarded; no temporary file is left behind.
     """
     results: list[FileResult] = []
-    kwargs = dict(max_pixels=max_pixels, png_level=png_level, skip_existing=skip_existing)
+    kwargs = dict(max_pixels=max_pixels, png_level=png_level, skip_existing=skip_existing, strip=strip, quality=quality)
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     if len(tasks) > 1:
         _reuse_freed_memory()  # inherited by the helper and the workers this process forks

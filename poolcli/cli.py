@@ -73,6 +73,8 @@ LEVEL = typer.Option(
     None, "--compress-level", min=0, max=9, help="PNG zlib level 0-9 (default 1: fast, and smaller than Pillow's 6)."
 )
 DEBUG = typer.Option(False, "--debug", help="Show the traceback of an internal error.")
+STRIP = typer.Option(False, "--strip", help="Drop the ICC profile, DPI and EXIF (kept by default).")
+QUALITY = typer.Option(None, "--quality", min=1, max=100, help="JPEG, WebP and AVIF quality 1-100 (92, 90, 90).")
 
 
 MIN_ADDRESS_SPACE = 1 << 30  # NumPy, Numba and LLVM's code and heaps: see _check_address_space
@@ -100,7 +102,7 @@ def _stdin_is_terminal() -> bool:
 
 
 def _execute(command: str, job, settings: dict, inputs, output, fmt, json_out, report, quiet, threads, jobs,
-             recursive, skip_existing, max_pixels, compress_level, debug) -> None:  # fmt: skip
+             recursive, skip_existing, max_pixels, compress_level, debug, strip, quality) -> None:  # fmt: skip
     from . import api, batch, images
     from . import report as summary
 
@@ -177,7 +179,7 @@ def _execute(command: str, job, settings: dict, inputs, output, fmt, json_out, r
     try:
         results = batch.run(
             tasks, job, jobs=n_jobs, max_pixels=max_pixels or None, png_level=level,
-            skip_existing=skip_existing, on_result=on_result,
+            skip_existing=skip_existing, strip=strip, quality=quality, on_result=on_result,
         )  # fmt: skip
     except batch.Interrupted as exc:
         results, interrupted = exc.results, True
@@ -260,13 +262,19 @@ def _progress_reporter(console, total: int, bar: bool, quiet: bool):
         start = time.perf_counter()
         count = [0]
 
+    def say(line: str) -> None:  # above the progress bar while it shows
+        if progress is not None:
+            progress.console.print(line, highlight=False, markup=False)
+        else:
+            sys.stderr.write(line + "\n")
+
     def on_result(r) -> None:
         if r.error:
-            if progress is not None:
-                progress.console.print(f"poolcli: error: {r.error}", highlight=False, markup=False)
-            else:
-                sys.stderr.write(f"poolcli: error: {r.error}\n")
-        elif total > 1 and not quiet and progress is None:
+            say(f"poolcli: error: {r.error}")
+        elif r.notes and not quiet:
+            for note in r.notes:
+                say(f"poolcli: note: {r.input}: {note}")
+        if not r.error and total > 1 and not quiet and progress is None:
             what = "skipped (exists)" if r.skipped else f"{r.load_ms + r.compute_ms + r.save_ms:.0f} ms"
             sys.stderr.write(f"poolcli: {r.input} → {r.output} ({what})\n")
         if progress is not None:
@@ -306,6 +314,8 @@ def convolve(
     skip_existing: bool = SKIP,
     max_pixels: int = MAX_PIXELS,
     compress_level: int | None = LEVEL,
+    strip: bool = STRIP,
+    quality: int | None = QUALITY,
     debug: bool = DEBUG,
 ) -> None:
     """Convolve images with a kernel (cross-correlation, as PyTorch conv2d and OpenCV filter2D).
@@ -338,7 +348,7 @@ def convolve(
         "stride": spec.stride, "dilation": spec.dilation, "flip": flip, "gray": gray, "scale": job.scale_rule(),
     }  # fmt: skip
     _execute("convolve", job, settings, inputs, output, fmt, json_out, report, quiet,
-             threads, jobs, recursive, skip_existing, max_pixels, compress_level, debug)  # fmt: skip
+             threads, jobs, recursive, skip_existing, max_pixels, compress_level, debug, strip, quality)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- pool
@@ -373,6 +383,8 @@ def pool(
     skip_existing: bool = SKIP,
     max_pixels: int = MAX_PIXELS,
     compress_level: int | None = LEVEL,
+    strip: bool = STRIP,
+    quality: int | None = QUALITY,
     debug: bool = DEBUG,
 ) -> None:
     """Pool images as a CNN pooling layer (equal to PyTorch's max_pool2d, avg_pool2d, lp_pool2d).
@@ -409,7 +421,7 @@ def pool(
         "p": job.spec.p if canon == "lp" else None, "seed": seed, "global": is_global, "to": to, "gray": gray,
     }  # fmt: skip
     _execute("pool", job, settings, inputs, output, fmt, json_out, report, quiet, threads, jobs, recursive,
-             skip_existing, max_pixels, compress_level, debug)  # fmt: skip
+             skip_existing, max_pixels, compress_level, debug, strip, quality)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- run
@@ -434,6 +446,8 @@ def run_pipeline(
     skip_existing: bool = SKIP,
     max_pixels: int = MAX_PIXELS,
     compress_level: int | None = LEVEL,
+    strip: bool = STRIP,
+    quality: int | None = QUALITY,
     debug: bool = DEBUG,
 ) -> None:
     """Run a CNN-style pipeline of stages on images, float32 from stage to stage.
@@ -461,7 +475,7 @@ def run_pipeline(
     settings = {"pipeline": " | ".join(s.text.strip() for s in job.pipeline.stages), "gray": gray,
                 "scale": job.scale_rule(), "tag": tag}  # fmt: skip
     _execute("run", job, settings, inputs, output, fmt, json_out, report, quiet, threads, jobs, recursive,
-             skip_existing, max_pixels, compress_level, debug)  # fmt: skip
+             skip_existing, max_pixels, compress_level, debug, strip, quality)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- kernels, warmup

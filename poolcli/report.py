@@ -51,6 +51,8 @@ def as_json(command: str, settings: dict, results: Sequence[FileResult], wall_ms
             row["stages"] = r.stages
         if len(r.written) > 1:
             row["written"] = r.written
+        if r.notes:
+            row["notes"] = r.notes
         files.append(row)
     return json.dumps({"command": command, "settings": settings, "files": files, "totals": totals(results, wall_ms)})
 
