@@ -301,7 +301,12 @@ def test_prefetcher_inflates_plain_pngs_and_leaves_the_rest(tmp_path, samples, m
         if got is not None:
             taken[os.path.basename(task.source)] = got
             want = decode_bytes(Path(task.source).read_bytes(), "x")
-            pic = png_picture(*got, "x")
+            header, raw, extras = got
+            if extras is None:
+                from poolcli.images import png_extras
+
+                extras = png_extras(Path(task.source).read_bytes(), "x")
+            pic = png_picture(header, raw, extras, "x")
             np.testing.assert_array_equal(pic.pixels, want.pixels)
             assert pic.alpha == want.alpha and pic.mode == want.mode
             pre.release(task)
