@@ -205,7 +205,7 @@ def same_file(a: str, b: str) -> bool:
 
 def process_file(
     task: Task, job, *, max_pixels: int | None, png_level: int, skip_existing: bool = False, strip: bool = False,
-    quality: int | None = None, inflated=None,
+    quality: int | None = None, montage: str | None = None, inflated=None,
 ) -> FileResult:  # fmt: skip
     """Read, run ``job`` on, and write one image; every failure is returned, never raised.
 
@@ -248,7 +248,8 @@ def process_file(
         res.dtype = str(pic.pixels.dtype)
         compiled = take_compile_ms()
         res.load_ms = (t1 - t0) * 1e3 - compiled
-        out = job.apply(pic)
+        panels = [("input", pic.pixels, pic.colour.shape[2])] if montage else None
+        out = job.apply(pic, panels=panels) if montage else job.apply(pic)
         t2 = time.perf_counter()
         res.compile_ms = take_compile_ms()
         res.compute_ms = (t2 - t1) * 1e3 - res.compile_ms
@@ -256,6 +257,12 @@ def process_file(
         res.out_height, res.out_width = out.array.shape[:2]
         res.values = out.values
         res.stages = [{"stage": s, "ms": round(ms, 3)} for s, ms in out.stage_ms] or None
+        if montage:
+            from .teach import montage as draw_montage
+
+            draw_montage(panels, montage)
+            res.written.append(montage)
+            del panels
         # peak memory: drop each full-size buffer as soon as the next one exists
         alpha, dtype, meta = pic.alpha, pic.pixels.dtype, None if strip else pic.meta
         del pic
@@ -624,6 +631,7 @@ def run(
     skip_existing: bool = False,
     strip: bool = False,
     quality: int | None = None,
+    montage: str | None = None,
     on_result: Callable[[FileResult], None] = lambda r: None,
 ) -> list[FileResult]:
     """Run every task; ``jobs`` > 1 uses that many worker processes, one compute thread each.
@@ -632,7 +640,8 @@ def run(
     files have finished or been discarded; no temporary file is left behind.
     """
     results: list[FileResult] = []
-    kwargs = dict(max_pixels=max_pixels, png_level=png_level, skip_existing=skip_existing, strip=strip, quality=quality)
+    kwargs = dict(max_pixels=max_pixels, png_level=png_level, skip_existing=skip_existing, strip=strip, quality=quality,
+                  montage=montage)  # fmt: skip
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     if len(tasks) > 1:
         _reuse_freed_memory()  # inherited by the helper and the workers this process forks

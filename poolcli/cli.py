@@ -75,6 +75,7 @@ LEVEL = typer.Option(
 DEBUG = typer.Option(False, "--debug", help="Show the traceback of an internal error.")
 STRIP = typer.Option(False, "--strip", help="Drop the ICC profile, DPI and EXIF (kept by default).")
 QUALITY = typer.Option(None, "--quality", min=1, max=100, help="JPEG, WebP and AVIF quality 1-100 (92, 90, 90).")
+MONTAGE = typer.Option(None, "--montage", help="Also draw input → feature maps → result as one picture (one input).")
 
 
 MIN_ADDRESS_SPACE = 1 << 30  # NumPy, Numba and LLVM's code and heaps: see _check_address_space
@@ -102,7 +103,7 @@ def _stdin_is_terminal() -> bool:
 
 
 def _execute(command: str, job, settings: dict, inputs, output, fmt, json_out, report, quiet, threads, jobs,
-             recursive, skip_existing, max_pixels, compress_level, debug, strip, quality) -> None:  # fmt: skip
+             recursive, skip_existing, max_pixels, compress_level, debug, strip, quality, montage) -> None:  # fmt: skip
     from . import api, batch, images
     from . import report as summary
 
@@ -134,6 +135,11 @@ def _execute(command: str, job, settings: dict, inputs, output, fmt, json_out, r
             raise _fail("several inputs need -o DIR for their results (e.g. `-o out/`)")
         if many and output == "-":
             raise _fail("-o - (stdout) takes one input, not several")
+        if many and montage:
+            raise _fail("--montage draws one input; give one file (or run once per file)")
+        if montage:
+            batch.check_output_target(montage, False)
+            images.format_for(montage, None)
         if not found.items:
             for note in found.notes:
                 sys.stderr.write(f"poolcli: {note}\n")
@@ -179,7 +185,7 @@ def _execute(command: str, job, settings: dict, inputs, output, fmt, json_out, r
     try:
         results = batch.run(
             tasks, job, jobs=n_jobs, max_pixels=max_pixels or None, png_level=level,
-            skip_existing=skip_existing, strip=strip, quality=quality, on_result=on_result,
+            skip_existing=skip_existing, strip=strip, quality=quality, montage=montage, on_result=on_result,
         )  # fmt: skip
     except batch.Interrupted as exc:
         results, interrupted = exc.results, True
@@ -316,6 +322,7 @@ def convolve(
     compress_level: int | None = LEVEL,
     strip: bool = STRIP,
     quality: int | None = QUALITY,
+    montage: str | None = MONTAGE,
     debug: bool = DEBUG,
 ) -> None:
     """Convolve images with a kernel (cross-correlation, as PyTorch conv2d and OpenCV filter2D).
@@ -347,8 +354,8 @@ def convolve(
         "cval": spec.cval if spec.boundary == "constant" else None,
         "stride": spec.stride, "dilation": spec.dilation, "flip": flip, "gray": gray, "scale": job.scale_rule(),
     }  # fmt: skip
-    _execute("convolve", job, settings, inputs, output, fmt, json_out, report, quiet,
-             threads, jobs, recursive, skip_existing, max_pixels, compress_level, debug, strip, quality)  # fmt: skip
+    _execute("convolve", job, settings, inputs, output, fmt, json_out, report, quiet, threads, jobs,
+             recursive, skip_existing, max_pixels, compress_level, debug, strip, quality, montage)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- pool
@@ -385,6 +392,7 @@ def pool(
     compress_level: int | None = LEVEL,
     strip: bool = STRIP,
     quality: int | None = QUALITY,
+    montage: str | None = MONTAGE,
     debug: bool = DEBUG,
 ) -> None:
     """Pool images as a CNN pooling layer (equal to PyTorch's max_pool2d, avg_pool2d, lp_pool2d).
@@ -421,7 +429,7 @@ def pool(
         "p": job.spec.p if canon == "lp" else None, "seed": seed, "global": is_global, "to": to, "gray": gray,
     }  # fmt: skip
     _execute("pool", job, settings, inputs, output, fmt, json_out, report, quiet, threads, jobs, recursive,
-             skip_existing, max_pixels, compress_level, debug, strip, quality)  # fmt: skip
+             skip_existing, max_pixels, compress_level, debug, strip, quality, montage)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- run
@@ -448,6 +456,7 @@ def run_pipeline(
     compress_level: int | None = LEVEL,
     strip: bool = STRIP,
     quality: int | None = QUALITY,
+    montage: str | None = MONTAGE,
     debug: bool = DEBUG,
 ) -> None:
     """Run a CNN-style pipeline of stages on images, float32 from stage to stage.
@@ -475,7 +484,117 @@ def run_pipeline(
     settings = {"pipeline": " | ".join(s.text.strip() for s in job.pipeline.stages), "gray": gray,
                 "scale": job.scale_rule(), "tag": tag}  # fmt: skip
     _execute("run", job, settings, inputs, output, fmt, json_out, report, quiet, threads, jobs, recursive,
-             skip_existing, max_pixels, compress_level, debug, strip, quality)  # fmt: skip
+             skip_existing, max_pixels, compress_level, debug, strip, quality, montage)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- explain
+
+
+@app.command(no_args_is_help=False)
+def explain(
+    image: str | None = typer.Argument(None, metavar="[IMAGE]", help="The image (or - for stdin); not with --demo."),
+    kernel: str | None = typer.Option(None, "--kernel", "-k", help="Explain a convolution with this kernel."),
+    mode: str | None = typer.Option(None, "--mode", "-m", help=f"Explain pooling: {ops.help_list('pool')}."),
+    size: str | None = typer.Option(
+        None, "--size", "-s", help="Pooling window K or KHxKW; kernel size of box/gaussian."
+    ),
+    at: str | None = typer.Option(None, "--at", help="The output position X,Y (column, row) to explain."),
+    channel: int | None = typer.Option(None, "--channel", "-c", help="Which channel (default 0)."),
+    sigma: float | None = typer.Option(None, "--sigma", help="Standard deviation of gaussian."),
+    boundary: str = typer.Option("reflect", "--boundary", "-b", help=ops.boundary_help()),
+    cval: float = typer.Option(0.0, "--cval", help="Value outside the image for --boundary constant."),
+    stride: str | None = typer.Option(None, "--stride", help="Stride (convolution: N; pooling: N or SHxSW)."),
+    dilation: str = typer.Option("1", "--dilation", help="Spacing of the taps."),
+    flip: bool = typer.Option(False, "--flip", help="True convolution (kernel rotated 180°)."),
+    padding: str = typer.Option("0", "--padding", help="Pooling: implicit padding P or PHxPW."),
+    ceil_mode: bool = typer.Option(False, "--ceil-mode", help="Pooling: round the output size up."),
+    count_include_pad: bool = typer.Option(
+        True, "--count-include-pad/--no-count-include-pad", help="avg: count padding."
+    ),
+    divisor: int | None = typer.Option(None, "--divisor", help="avg: divide every window sum by N."),
+    p: float = typer.Option(2.0, "--p", help="lp: the power."),
+    seed: int | None = typer.Option(None, "--seed", help="stochastic: make the choice repeatable."),
+    is_global: bool = typer.Option(False, "--global", help="Global pooling."),
+    to: str | None = typer.Option(None, "--to", help="Adaptive pooling to WxH."),
+    gray: bool = GRAY,
+    png: str | None = typer.Option(None, "--png", help="Also draw the explanation as a PNG diagram."),
+    json_out: bool = JSON,
+    demo: bool = typer.Option(False, "--demo", help="The classic 4×4 → 2×2 pooling and a 3×3 blur, no image needed."),
+    max_pixels: int = MAX_PIXELS,
+) -> None:
+    """Show the arithmetic of one output value: the patch, the kernel, the products and their sum,
+    or the pooling window and what it picks.
+
+    Examples:
+
+      poolcli explain photo.png -k sobel-x --at 10,20
+
+      poolcli explain photo.png -m max -s 2 --at 3,4 --png window.png
+
+      poolcli explain --demo
+    """
+    import json
+
+    from rich.console import Console
+
+    from . import api, teach
+
+    console = Console()
+    if demo:
+        if json_out:
+            sys.stdout.write(json.dumps(teach.demo()) + "\n")
+        else:
+            teach.render_demo(console)
+        return
+    _check_address_space()
+    from . import images
+    from .jobs import ConvolveJob, PoolJob
+
+    try:
+        if image is None:
+            raise api.UsageError("explain needs an IMAGE (or --demo)")
+        if (kernel is None) == (mode is None):
+            raise api.UsageError("give -k KERNEL to explain a convolution, or -m MODE -s K to explain pooling")
+        if at is None and not is_global:
+            raise api.UsageError("--at X,Y is required: the output position to explain (column, row)")
+        position = api.parse_pair(at, "--at", 0) if at is not None else (0, 0)
+        if kernel is not None:
+            job = ConvolveJob.build(kernel, size=_as_int(size, "--size"), sigma=sigma, boundary=boundary, cval=cval,
+                                    stride=_as_int(stride or "1", "--stride"),
+                                    dilation=_as_int(dilation, "--dilation"), flip=flip)  # fmt: skip
+        else:
+            job = PoolJob.build(mode, size, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode,
+                                count_include_pad=count_include_pad, divisor=divisor, p=p, seed=seed,
+                                is_global=is_global, to=to)  # fmt: skip
+    except api.UsageError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        pic = images.decode(images.read_bytes(image, max_pixels or None), "<stdin>" if image == "-" else image,
+                            gray=gray, max_pixels=max_pixels or None)  # fmt: skip
+        pixels = pic.colour if kernel is not None else pic.pixels
+        if kernel is not None:
+            info = teach.explain_convolution(pixels, job.spec, position, channel)
+        else:
+            info = teach.explain_pooling(pixels, job.spec, position, channel)
+        if png:
+            teach.draw(info, pic.colour, png)
+    except api.UsageError as exc:
+        raise _fail(str(exc)) from None
+    except api.ImageError as exc:
+        raise _fail(str(exc), EXIT_FAILED) from None
+    if json_out:
+        sys.stdout.write(json.dumps(info) + "\n")
+    else:
+        teach.render(console, info)
+
+
+def _as_int(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise _fail(f"{name} must be an integer, got '{value}'") from None
 
 
 # --------------------------------------------------------------------------- kernels, warmup
@@ -608,10 +727,14 @@ def main() -> None:
         from .batch import environment_problem
 
         problem = environment_problem(exc)
-        if problem is None:
+        if problem is not None:
+            sys.stderr.write(f"poolcli: error: {problem}\n")
+            _exit(EXIT_USAGE)
+        if "--debug" in sys.argv:
             raise
-        sys.stderr.write(f"poolcli: error: {problem}\n")
-        _exit(EXIT_USAGE)
+        sys.stderr.write(f"poolcli: error: internal error: {exc.__class__.__name__}: {exc} "
+                         "(a bug: please report it, with --debug output)\n")  # fmt: skip
+        _exit(EXIT_BUG)
     _exit(code if isinstance(code, int) else 0)
 
 

@@ -103,9 +103,12 @@ class ConvolveJob:
     def scale_rule(self) -> str:
         return self.auto_scale() if self.scale == "auto" else self.scale
 
-    def apply(self, pic: Picture) -> Result:
+    def apply(self, pic: Picture, panels: list | None = None) -> Result:
+        """The result; ``panels`` (for a montage) gets each feature map, titled."""
         colour = pic.colour
         out = api.apply_convolve(colour, self.spec)
+        if panels is not None:
+            panels.append((f"convolve -k {self.name}", out, out.shape[2]))
         if pic.alpha:  # alpha is carried through: the same pixels the outputs are centred on
             a = api.sample_like(pic.alpha_plane, self.spec, *out.shape[:2])
             out = np.concatenate([out, a.astype(np.float32)], axis=2)
@@ -176,8 +179,11 @@ class PoolJob:
             parts.append("gray")
         return "_".join(parts)
 
-    def apply(self, pic: Picture) -> Result:
+    def apply(self, pic: Picture, panels: list | None = None) -> Result:
+        """The result; ``panels`` (for a montage) gets the pooled map, titled."""
         out = api.apply_pool(pic.pixels, self.spec)
+        if panels is not None:
+            panels.append((f"pool {self.tag}", out, pic.colour.shape[2]))
         values = [float(v) for v in out.reshape(-1, out.shape[2])[0]] if self.is_global else None
         colour = pic.pixels.shape[2] - (1 if pic.alpha else 0)
         return Result(out, colour, "clip", values)
@@ -222,13 +228,16 @@ class RunJob:
         pipe = self.pipeline if upto is None else Pipeline(self.pipeline.stages[:upto])
         return pipe.auto_scale()
 
-    def apply(self, pic: Picture) -> Result:
+    def apply(self, pic: Picture, panels: list | None = None) -> Result:
+        """The result; ``panels`` (for a montage) gets every stage's map, titled."""
         extras, times = [], []
         banked = [False]
 
         def on_stage(i, stage, array, colour, seconds):
             times.append((stage.text.strip(), seconds * 1e3))
             banked[0] = banked[0] or stage.bank
+            if panels is not None:
+                panels.append((f"{i}. {stage.text.strip()}", array, colour, banked[0]))
             if self.save_stages:
                 suffix = f".{i}-{stage.tag}"
                 extras.append((suffix, Result(np.asarray(array, np.float32), colour, self.scale_rule(i), None,
