@@ -94,8 +94,27 @@ def pipeline() -> None:
     row(tiles).save(HERE / "pipeline.png", optimize=True)
 
 
+def learn() -> None:
+    """The pictures of the README's "Learn with poolcli": `poolcli explain --png` and `--montage`."""
+    import subprocess
+    import sys
+
+    cli = [sys.executable, "-m", "poolcli"]
+    cam, cat = str(SAMPLES / "camera.png"), str(SAMPLES / "chelsea.png")
+    runs = [
+        ["explain", cam, "-k", "sobel-x", "--at", "0,0", "--png", str(HERE / "explain_sobel.png")],
+        ["explain", cat, "-m", "max", "-s", "3", "--stride", "2", "--padding", "1", "--at", "110,70",
+         "--png", str(HERE / "explain_max.png")],
+        ["run", "gaussian sigma=2 | conv sobel-x,sobel-y | relu | max 2", cam, "-o", "/tmp/poolcli-docs.npy",
+         "--montage", str(HERE / "montage.jpg"), "-q"],
+    ]  # fmt: skip
+    for args in runs:
+        subprocess.run(cli + args, check=True, stdout=subprocess.DEVNULL)
+
+
 if __name__ == "__main__":
     boundary_modes()
     kernels()
     pooling()
     pipeline()
+    learn()
