@@ -497,13 +497,19 @@ def write_output(data: bytes, dest: str) -> None:
         sys.stdout.buffer.flush()
         return
     folder = os.path.dirname(os.path.abspath(dest))
+    # Ctrl-C or SIGTERM between creating the temp file and the try below would leave it behind:
+    # they wait (blocked) until the try can remove it
+    blocked = _block_interrupts()
     try:
         fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=".tmp", dir=folder)
     except FileNotFoundError:
+        _unblock(blocked)
         raise ImageError(f"{dest}: output folder does not exist") from None
     except OSError as exc:
+        _unblock(blocked)
         raise ImageError(f"{dest}: cannot write to the output folder ({exc.strerror or exc})") from None
     try:
+        _unblock(blocked)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.chmod(tmp, 0o644 & ~_umask())
@@ -516,6 +522,25 @@ def write_output(data: bytes, dest: str) -> None:
         if isinstance(exc, OSError):
             raise ImageError(f"{dest}: cannot write ({exc.strerror or exc})") from None
         raise
+
+
+def _block_interrupts():
+    """Block SIGINT and SIGTERM in this thread (the main thread, where Python handles them);
+    returns the mask to restore, or None where that cannot be done."""
+    import signal
+    import threading
+
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+def _unblock(mask) -> None:
+    """Restore the signal mask; a signal that arrived meanwhile is handled now."""
+    if mask is not None:
+        import signal
+
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def remove_stale_temps(folder: str) -> list[str]:
