@@ -159,6 +159,23 @@ def plan(found: Expanded, *, output: str | None, fmt: str | None, tag: str, to_d
     return tasks
 
 
+def shard(tasks: list[Task], k: int, n: int) -> list[Task]:
+    """The K-th of N disjoint, deterministic slices of the tasks sorted by input path (for job
+    arrays); the N shards together are exactly the whole run."""
+    ordered = sorted(tasks, key=lambda t: (t.source, t.dest))
+    return ordered[(k - 1) * len(ordered) // n : k * len(ordered) // n]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """(K, N) from ``K/N`` with 1 ≤ K ≤ N; UsageError otherwise."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)) <= 1_000_000:
+        raise UsageError(f"--shard must be K/N with 1 ≤ K ≤ N (e.g. 3/8), got '{text}'")
+    return int(m.group(1)), int(m.group(2))
+
+
 def check_plan(tasks: list[Task]) -> None:
     """UsageError, before anything is written, if two inputs would write the same output or an
     output would replace an input of the run (its own or another one)."""
@@ -632,9 +649,13 @@ def run(
     strip: bool = False,
     quality: int | None = None,
     montage: str | None = None,
+    executor: str = "local",
+    scheduler: str | None = None,
     on_result: Callable[[FileResult], None] = lambda r: None,
 ) -> list[FileResult]:
-    """Run every task; ``jobs`` > 1 uses that many worker processes, one compute thread each.
+    """Run every task; ``jobs`` > 1 uses that many worker processes, one compute thread each
+    (``executor="dask"``: a Dask cluster at ``scheduler``, or an in-process one of ``jobs``
+    threads, see :mod:`poolcli.dask_executor`).
 
     Raises :class:`Interrupted` (holding the results so far) on SIGINT/SIGTERM after in-flight
     files have finished or been discarded; no temporary file is left behind.
@@ -646,14 +667,22 @@ def run(
     if len(tasks) > 1:
         _reuse_freed_memory()  # inherited by the helper and the workers this process forks
     # standard input is this process's: a worker process reads /dev/null there
-    here = [t for t in tasks if jobs <= 1 or len(tasks) <= 1 or t.source == "-"]
+    if executor == "dask":
+        here = [t for t in tasks if t.source == "-"]
+    else:
+        here = [t for t in tasks if jobs <= 1 or len(tasks) <= 1 or t.source == "-"]
     try:
         for task in here:
             res = process_file(task, job, **kwargs)
             results.append(res)
             on_result(res)
-        if len(here) < len(tasks):
-            _run_pool([t for t in tasks if t.source != "-"], job, jobs, kwargs, results, on_result)
+        rest = [t for t in tasks if t.source != "-"] if len(here) < len(tasks) else []
+        if rest and executor == "dask":
+            from .dask_executor import DaskExecutor
+
+            DaskExecutor(scheduler, jobs).run(rest, job, kwargs, results, on_result)
+        elif rest:
+            _run_pool(rest, job, jobs, kwargs, results, on_result)
         return results
     except KeyboardInterrupt:
         raise Interrupted(results) from None

@@ -76,6 +76,11 @@ DEBUG = typer.Option(False, "--debug", help="Show the traceback of an internal e
 STRIP = typer.Option(False, "--strip", help="Drop the ICC profile, DPI and EXIF (kept by default).")
 QUALITY = typer.Option(None, "--quality", min=1, max=100, help="JPEG, WebP and AVIF quality 1-100 (92, 90, 90).")
 MONTAGE = typer.Option(None, "--montage", help="Also draw input → feature maps → result as one picture (one input).")
+EXECUTOR = typer.Option("local", "--executor", help="local (worker processes here) or dask (a Dask cluster).")
+SCHEDULER = typer.Option(
+    None, "--scheduler", help="Dask scheduler tcp://HOST:PORT (default: $POOLCLI_SCHEDULER, else in-process)."
+)
+SHARD = typer.Option(None, "--shard", help="K/N: process only the K-th of N slices of the inputs (job arrays).")
 
 
 MIN_ADDRESS_SPACE = 1 << 30  # NumPy, Numba and LLVM's code and heaps: see _check_address_space
@@ -103,7 +108,8 @@ def _stdin_is_terminal() -> bool:
 
 
 def _execute(command: str, job, settings: dict, inputs, output, fmt, json_out, report, quiet, threads, jobs,
-             recursive, skip_existing, max_pixels, compress_level, debug, strip, quality, montage) -> None:  # fmt: skip
+             recursive, skip_existing, max_pixels, compress_level, debug, strip, quality, montage, executor,
+             scheduler, shard) -> None:  # fmt: skip
     from . import api, batch, images
     from . import report as summary
 
@@ -124,6 +130,17 @@ def _execute(command: str, job, settings: dict, inputs, output, fmt, json_out, r
                 )
             inputs = ["-"]
         api.set_threads(threads)
+        executor = executor.strip().lower()
+        if executor not in ("local", "dask"):
+            raise _fail(f"unknown --executor '{executor}' (choose from local, dask)")
+        if executor == "dask":
+            from . import dask_executor
+
+            dask_executor.require()
+            scheduler = dask_executor.scheduler_from_env(scheduler)
+        elif scheduler:
+            raise _fail("--scheduler goes with --executor dask")
+        shard_k_n = batch.parse_shard(shard) if shard is not None else None
         if output is not None and output != "-" and os.path.abspath(output) == os.path.abspath(os.sep):
             raise _fail("-o /: refusing to write into the root folder")
         found = batch.expand_inputs(inputs, recursive=recursive, exclude=output if output and output != "-" else None)
@@ -152,6 +169,8 @@ def _execute(command: str, job, settings: dict, inputs, output, fmt, json_out, r
                 except OSError as exc:
                     raise _fail(f"-o {output}: cannot create the output folder ({exc.strerror or exc})") from None
         tasks = batch.plan(found, output=output, fmt=fmt, tag=job.tag, to_dir=to_dir)
+        if shard_k_n is not None:  # after planning the whole run: every shard names files alike
+            tasks = batch.shard(tasks, *shard_k_n)
         if to_dir:  # -r keeps the inputs' sub-folders under -o DIR
             for folder in sorted({os.path.dirname(t.dest) for t in tasks}):
                 os.makedirs(folder, exist_ok=True)
@@ -185,10 +204,13 @@ def _execute(command: str, job, settings: dict, inputs, output, fmt, json_out, r
     try:
         results = batch.run(
             tasks, job, jobs=n_jobs, max_pixels=max_pixels or None, png_level=level,
-            skip_existing=skip_existing, strip=strip, quality=quality, montage=montage, on_result=on_result,
+            skip_existing=skip_existing, strip=strip, quality=quality, montage=montage, executor=executor,
+            scheduler=scheduler, on_result=on_result,
         )  # fmt: skip
     except batch.Interrupted as exc:
         results, interrupted = exc.results, True
+    except api.UsageError as exc:  # the Dask scheduler cannot be reached
+        raise _fail(str(exc)) from None
     except Exception as exc:  # a bug, not a user error (or the machine ran out of something)
         problem = batch.environment_problem(exc)
         if problem is not None:
@@ -196,8 +218,9 @@ def _execute(command: str, job, settings: dict, inputs, output, fmt, json_out, r
         if debug:
             raise
         raise _fail(
-            f"internal error: {exc.__class__.__name__}: {exc} (a bug: please report it, with --debug output)", EXIT_BUG
-        ) from None
+            f"internal error: {exc.__class__.__name__}: {' '.join(str(exc).split())} (a bug: please report it, with "
+            "--debug output)", EXIT_BUG,
+        ) from None  # fmt: skip
     finally:
         _INTERRUPTS.mode = "note"  # from here on a signal is only noted: the summary prints whole
         if progress is not None:
@@ -323,6 +346,9 @@ def convolve(
     strip: bool = STRIP,
     quality: int | None = QUALITY,
     montage: str | None = MONTAGE,
+    executor: str = EXECUTOR,
+    scheduler: str | None = SCHEDULER,
+    shard: str | None = SHARD,
     debug: bool = DEBUG,
 ) -> None:
     """Convolve images with a kernel (cross-correlation, as PyTorch conv2d and OpenCV filter2D).
@@ -355,7 +381,8 @@ def convolve(
         "stride": spec.stride, "dilation": spec.dilation, "flip": flip, "gray": gray, "scale": job.scale_rule(),
     }  # fmt: skip
     _execute("convolve", job, settings, inputs, output, fmt, json_out, report, quiet, threads, jobs,
-             recursive, skip_existing, max_pixels, compress_level, debug, strip, quality, montage)  # fmt: skip
+             recursive, skip_existing, max_pixels, compress_level, debug, strip, quality, montage,
+             executor, scheduler, shard)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- pool
@@ -393,6 +420,9 @@ def pool(
     strip: bool = STRIP,
     quality: int | None = QUALITY,
     montage: str | None = MONTAGE,
+    executor: str = EXECUTOR,
+    scheduler: str | None = SCHEDULER,
+    shard: str | None = SHARD,
     debug: bool = DEBUG,
 ) -> None:
     """Pool images as a CNN pooling layer (equal to PyTorch's max_pool2d, avg_pool2d, lp_pool2d).
@@ -429,7 +459,8 @@ def pool(
         "p": job.spec.p if canon == "lp" else None, "seed": seed, "global": is_global, "to": to, "gray": gray,
     }  # fmt: skip
     _execute("pool", job, settings, inputs, output, fmt, json_out, report, quiet, threads, jobs, recursive,
-             skip_existing, max_pixels, compress_level, debug, strip, quality, montage)  # fmt: skip
+             skip_existing, max_pixels, compress_level, debug, strip, quality, montage,
+             executor, scheduler, shard)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- run
@@ -457,6 +488,9 @@ def run_pipeline(
     strip: bool = STRIP,
     quality: int | None = QUALITY,
     montage: str | None = MONTAGE,
+    executor: str = EXECUTOR,
+    scheduler: str | None = SCHEDULER,
+    shard: str | None = SHARD,
     debug: bool = DEBUG,
 ) -> None:
     """Run a CNN-style pipeline of stages on images, float32 from stage to stage.
@@ -484,7 +518,8 @@ def run_pipeline(
     settings = {"pipeline": " | ".join(s.text.strip() for s in job.pipeline.stages), "gray": gray,
                 "scale": job.scale_rule(), "tag": tag}  # fmt: skip
     _execute("run", job, settings, inputs, output, fmt, json_out, report, quiet, threads, jobs, recursive,
-             skip_existing, max_pixels, compress_level, debug, strip, quality, montage)  # fmt: skip
+             skip_existing, max_pixels, compress_level, debug, strip, quality, montage,
+             executor, scheduler, shard)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- explain
@@ -732,7 +767,7 @@ def main() -> None:
             _exit(EXIT_USAGE)
         if "--debug" in sys.argv:
             raise
-        sys.stderr.write(f"poolcli: error: internal error: {exc.__class__.__name__}: {exc} "
+        sys.stderr.write(f"poolcli: error: internal error: {exc.__class__.__name__}: {' '.join(str(exc).split())} "
                          "(a bug: please report it, with --debug output)\n")  # fmt: skip
         _exit(EXIT_BUG)
     _exit(code if isinstance(code, int) else 0)

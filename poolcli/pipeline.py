@@ -265,6 +265,9 @@ class Pipeline:
     stages: tuple[Stage, ...]
     text: str = ""
 
+    def __reduce__(self):  # to a Dask worker: the text, parsed again there (stages hold functions)
+        return (Pipeline.parse, (self.text,))
+
     @classmethod
     def parse(cls, text: str) -> Pipeline:
         """Parse and check every stage; UsageError naming the stage and the problem."""
