@@ -421,6 +421,57 @@ def bench_pipeline(data, reps: int, tmp: Path) -> None:
           "≥ 2.0 against the OpenCV loop")  # fmt: skip
 
 
+# --------------------------------------------------------------------------- 7. Dask
+
+
+def bench_dask(data, reps: int, tmp: Path) -> None:
+    """The local pool against the Dask executor: an in-process cluster, and a scheduler with two
+    single-threaded worker processes on loopback (the shape of a real cluster, on one machine)."""
+    if optional("distributed") is None:
+        return
+    import json
+
+    folder, out = data["folder"], tmp / "out"
+    dask = str(Path(sys.executable).with_name("dask"))
+    info = tmp / "scheduler.json"
+    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                               "--scheduler-file", str(info)], **quiet)]  # fmt: skip
+    try:
+        while not info.exists():
+            time.sleep(0.1)
+        address = json.loads(info.read_text())["address"]
+        for _ in range(2):
+            procs.append(subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--no-nanny", "--host",
+                                           "127.0.0.1", "--no-dashboard"], **quiet))  # fmt: skip
+        from distributed import Client
+
+        with Client(address) as client:
+            client.wait_for_workers(2)
+        say("\n### 7. Dask: 200 photos of 640×480, the local pool against the Dask executor\n")
+        for name, command in (("max pool 2", ["pool", "-m", "max", "-s", "2"]),
+                              ("run 'blur | relu | max 2'", ["run", "blur | relu | max 2"])):  # fmt: skip
+            def go(extra):
+                def once():
+                    shutil.rmtree(out, ignore_errors=True)
+                    run(POOLCLI + command + [str(folder), "-q", "-o", str(out), "--jobs", "2"] + extra)
+
+                return once
+
+            res = rounds({"local pool, --jobs 2": go([]), "Dask, in-process cluster": go(["--executor", "dask"]),
+                          "Dask, scheduler + 2 workers": go(["--executor", "dask", "--scheduler", address])},
+                         reps, warm=1)  # fmt: skip
+            table(f"200 photos, {name}", res, "local pool, --jobs 2", "the Dask paths within 1.5× of the local pool")
+            base = res["local pool, --jobs 2"]
+            for k, t in res.items():
+                if k != "local pool, --jobs 2":
+                    say(f"- {k}: {(t - base) / 200 * 1e3:+.2f} ms per file against the local pool")
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
 # --------------------------------------------------------------------------- 4. start-up and 5. memory
 
 
@@ -538,7 +589,7 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; " + "; ".join(versions)
 
 
-SECTIONS = ["compute", "e2e", "batch", "startup", "memory", "png", "pipeline"]
+SECTIONS = ["compute", "e2e", "batch", "startup", "memory", "png", "pipeline", "dask"]
 ANALYSIS = "## Analysis"
 
 
@@ -562,6 +613,7 @@ def main() -> None:
                 "memory": lambda: bench_memory(data, tmp),
                 "png": lambda: bench_png(data, 3),
                 "pipeline": lambda: bench_pipeline(data, max(3, reps // 2), tmp),
+                "dask": lambda: bench_dask(data, 3, tmp),
             }[args.section]()
         for item in sorted(set(SKIPPED)):
             print(f"SKIPPED: {item}", flush=True)

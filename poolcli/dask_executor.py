@@ -50,10 +50,11 @@ def _run_chunk(tasks, job, kwargs) -> list:
     run the other chunks)."""
     from . import images
     from .api import set_threads
-    from .batch import process_file
+    from .batch import _reuse_freed_memory, process_file
 
     images.PNG_THREADS = 1
     set_threads(1)
+    _reuse_freed_memory()  # as the local pool's workers: measured 2x the compute time without it
     return [process_file(task, job, **kwargs) for task in tasks]
 
 
