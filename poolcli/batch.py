@@ -222,7 +222,7 @@ def same_file(a: str, b: str) -> bool:
 
 def process_file(
     task: Task, job, *, max_pixels: int | None, png_level: int, skip_existing: bool = False, strip: bool = False,
-    quality: int | None = None, montage: str | None = None, inflated=None,
+    quality: int | None = None, montage: str | None = None, png_threads: int | None = None, inflated=None,
 ) -> FileResult:  # fmt: skip
     """Read, run ``job`` on, and write one image; every failure is returned, never raised.
 
@@ -293,7 +293,8 @@ def process_file(
             del result
             for path, data in ready:
                 if not isinstance(data, bytes):
-                    data = images.encode(data, alpha, task.fmt, png_level=png_level, meta=meta, quality=quality)
+                    data = images.encode(data, alpha, task.fmt, png_level=png_level, meta=meta, quality=quality,
+                                         threads=png_threads)  # fmt: skip
                 images.write_output(data, path)
                 res.written.append(path)
             del ready, data
@@ -435,7 +436,7 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _work(conn, tasks: list[Task], job, kwargs: dict, stop, parent: int | None) -> None:
+def _work(conn, tasks: list[Task], job, kwargs: dict, stop, parent: int | None, prefetched=None) -> None:
     """A worker process: run the task indices that arrive on ``conn``, in order, and send back
     ``(index, FileResult)``; ``None``, the parent's ``stop`` flag or a closed pipe ends it."""
     # The parent owns interruption: a worker finishes the file in hand, then is told to stop.
@@ -444,15 +445,15 @@ def _work(conn, tasks: list[Task], job, kwargs: dict, stop, parent: int | None) 
     signal.signal(signal.SIGHUP, _parent_gone)
     try:
         die_with_parent(parent, signal.SIGHUP)
-        _serve(conn, tasks, job, kwargs, stop)
+        _serve(conn, tasks, job, kwargs, stop, prefetched)
     except _ParentGone:  # the file in hand is abandoned; write_output removed its temp file
         os._exit(1)
 
 
-def _serve(conn, tasks: list[Task], job, kwargs: dict, stop) -> None:
+def _serve(conn, tasks: list[Task], job, kwargs: dict, stop, prefetched) -> None:
     from .api import set_threads
 
-    images.PNG_THREADS = 1  # one compute thread each: the siblings use the other cores
+    kwargs = {**kwargs, "png_threads": 1}  # one thread each: the siblings use the other cores
     set_threads(1)
     _reuse_freed_memory()  # workers from a fork server do not inherit the parent's setting
     while True:
@@ -463,10 +464,10 @@ def _serve(conn, tasks: list[Task], job, kwargs: dict, stop) -> None:
         if i is None or stop.value:
             return
         task = tasks[i]
-        ahead = _prefetched.take(task) if _prefetched is not None else None
+        ahead = prefetched.take(task) if prefetched is not None else None
         res = process_file(task, job, inflated=ahead, **kwargs)
         if ahead is not None:
-            _prefetched.release(task)
+            prefetched.release(task)
         try:
             conn.send((i, res))
         except OSError:  # the parent is gone
@@ -608,9 +609,6 @@ class Prefetcher:
                 pass
 
 
-_prefetched: Prefetcher | None = None  # set in the parent just before workers are forked
-
-
 def _warm(job, fmt: str) -> float:
     """Compile (or load from the cache) the job's 8-bit path, encoder included, as the workers
     will run it (on one thread each: the serial twins of the parallel loops), before they
@@ -692,22 +690,19 @@ def run(
 
 def _run_pool(tasks, job, jobs, kwargs, results, on_result) -> list[FileResult]:
     """Run ``tasks`` on ``jobs`` worker processes (see :class:`_Pool`)."""
-    global _prefetched
-    warm_ms, ctx = _prepare_workers(job, tasks, kwargs)
+    warm_ms, ctx, prefetched = _prepare_workers(job, tasks, kwargs)
     try:
-        _Pool(ctx, tasks, job, kwargs, results, on_result, warm_ms).run(jobs)
+        _Pool(ctx, tasks, job, kwargs, results, on_result, warm_ms, prefetched).run(jobs)
     finally:
-        if _prefetched is not None:
-            _prefetched.close()
-            _prefetched = None
+        if prefetched is not None:
+            prefetched.close()
     return results
 
 
 def _prepare_workers(job, tasks: list[Task], kwargs: dict):
-    """(warm-up ms, the multiprocessing context for workers): the parent compiles (once) or
-    loads ``job``'s code, while a :class:`Prefetcher` inflates the first PNGs on the other
-    core; workers forked afterwards start with both in memory."""
-    global _prefetched
+    """(warm-up ms, the multiprocessing context for workers, the :class:`Prefetcher` or None):
+    the parent compiles (once) or loads ``job``'s code, while the prefetcher inflates the first
+    PNGs on the other core; workers forked afterwards start with both in memory."""
     import multiprocessing as mp
 
     if "numba" in sys.modules:
@@ -723,12 +718,11 @@ def _prepare_workers(job, tasks: list[Task], kwargs: dict):
         if prefetcher is not None:
             prefetcher.stop()
     if forkable:  # Numba's workqueue threads survive fork(): workers start at once
-        _prefetched = prefetcher
-        return warm_ms, mp.get_context("fork")
+        return warm_ms, mp.get_context("fork"), prefetcher
     # GNU OpenMP aborts a forked child: workers come from a clean server process instead
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(["poolcli.batch", "poolcli.api", "poolcli.engine.convolve", "poolcli.engine.pool"])
-    return warm_ms, ctx
+    return warm_ms, ctx, None
 
 
 class _Pool:
@@ -746,8 +740,8 @@ class _Pool:
 
     AHEAD = 2
 
-    def __init__(self, ctx, tasks, job, kwargs, results, on_result, warm_ms: float):
-        self.ctx, self.tasks, self.job, self.kwargs = ctx, tasks, job, kwargs
+    def __init__(self, ctx, tasks, job, kwargs, results, on_result, warm_ms: float, prefetched=None):
+        self.ctx, self.tasks, self.job, self.kwargs, self.prefetched = ctx, tasks, job, kwargs, prefetched
         self.results, self.on_result, self.warm_ms = results, on_result, warm_ms
         self.stop = ctx.RawValue("b", 0)
         # a forked worker's parent is this process; a fork server's worker's is the server
@@ -762,7 +756,9 @@ class _Pool:
 
         mine, theirs = self.ctx.Pipe()
         proc = self.ctx.Process(
-            target=_work, args=(theirs, self.tasks, self.job, self.kwargs, self.stop, self.parent), daemon=True
+            target=_work,
+            args=(theirs, self.tasks, self.job, self.kwargs, self.stop, self.parent, self.prefetched),
+            daemon=True,
         )
         proc.start()
         theirs.close()

@@ -419,7 +419,7 @@ def holds_16_bits(fmt: str) -> bool:
 
 
 def encode(pixels: np.ndarray, alpha: bool, fmt: str, *, png_level: int = DEFAULT_PNG_LEVEL, meta: Meta | None = None,
-           quality: int | None = None) -> bytes:  # fmt: skip
+           quality: int | None = None, threads: int | None = None) -> bytes:  # fmt: skip
     """Encode (H, W, C) uint8/uint16 pixels (alpha last when ``alpha``) as ``fmt`` bytes, with
     the ICC profile, DPI and EXIF of ``meta`` where the format holds them.
 
@@ -442,7 +442,7 @@ def encode(pixels: np.ndarray, alpha: bool, fmt: str, *, png_level: int = DEFAUL
         pixels = ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)  # format holds 8 bits
     meta = meta or Meta()
     if fmt == "png":
-        return encode_png(pixels, png_level, meta)
+        return encode_png(pixels, png_level, meta, threads)
     if pixels.dtype == np.uint16:  # TIFF
         return encode_tiff16(pixels, meta)
     try:
@@ -828,7 +828,9 @@ def _png_meta_chunks(meta: Meta | None) -> bytes:
     return out
 
 
-def encode_png(pixels: np.ndarray, level: int = DEFAULT_PNG_LEVEL, meta: Meta | None = None) -> bytes:
+def encode_png(
+    pixels: np.ndarray, level: int = DEFAULT_PNG_LEVEL, meta: Meta | None = None, threads: int | None = None
+) -> bytes:
     """PNG bytes of (H, W, C) uint8 or uint16 pixels (C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA).
 
     Rows get libpng's adaptive filter choice (compiled, in parallel); the deflate stream is
@@ -847,7 +849,7 @@ def encode_png(pixels: np.ndarray, level: int = DEFAULT_PNG_LEVEL, meta: Meta | 
     scanlines = np.empty((h, w * bpp + 1), np.uint8)
     run_compiled(filter_rows, raw, bpp, scanlines)
     ihdr = struct.pack(">IIBBBBB", w, h, depth, _PNG_COLOUR_TYPE[C], 0, 0, 0)
-    idat = _deflate(scanlines, level)  # a list of byte strings, joined once below
+    idat = _deflate(scanlines, level, threads or os.cpu_count() or 1)  # byte strings, joined once below
     del scanlines
     size = sum(len(b) for b in idat)
     crc = _crc32(b"IDAT")
@@ -858,12 +860,12 @@ def encode_png(pixels: np.ndarray, level: int = DEFAULT_PNG_LEVEL, meta: Meta | 
     return b"".join([head, *idat, tail])
 
 
-PNG_THREADS = os.cpu_count() or 1  # batch workers set 1: their siblings use the other cores
 _PIECE = 1 << 21  # bytes of scanlines per independently compressed piece
 
 
-def _deflate(scanlines: np.ndarray, level: int) -> list[bytes]:
-    """A zlib stream of ``scanlines`` as a list of parts, compressed on up to PNG_THREADS threads."""
+def _deflate(scanlines: np.ndarray, level: int, threads: int) -> list[bytes]:
+    """A zlib stream of ``scanlines`` as a list of parts, compressed on up to ``threads`` threads
+    (batch workers pass 1: their siblings use the other cores)."""
     data = memoryview(scanlines.reshape(-1))
     pieces = [data[i : i + _PIECE] for i in range(0, len(data), _PIECE)] or [data]
 
@@ -878,10 +880,10 @@ def _deflate(scanlines: np.ndarray, level: int) -> list[bytes]:
         last = k == len(pieces) - 1
         return co.compress(pieces[k]) + co.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
 
-    if PNG_THREADS > 1 and len(pieces) > 1:
+    if threads > 1 and len(pieces) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(min(PNG_THREADS, len(pieces))) as pool:
+        with ThreadPoolExecutor(min(threads, len(pieces))) as pool:
             body = list(pool.map(squeeze, range(len(pieces))))
     else:
         body = [squeeze(k) for k in range(len(pieces))]
