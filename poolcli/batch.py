@@ -623,6 +623,8 @@ def _warm(job, fmt: str) -> float:
     before = threads()
     set_threads(1)
     try:
+        if job.gray:  # --gray converts while decoding
+            images._luma(np.zeros((2, 2, 3), np.uint8))
         for channels in (1, 3):
             pic = Picture(np.zeros((16, 16, channels), np.uint8), False, "RGB")
             try:

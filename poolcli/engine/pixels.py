@@ -77,3 +77,16 @@ def quantize(a, C, ncolour, rule, lo, gain, top, out):
                     elif rule == 2:
                         v = (v - lo) * gain
                 dst[j] = _round_clip(v, top)
+
+
+@pjit
+def luma(rgb, out):
+    """out[y, x] = (R·19595 + G·38470 + B·7471 + 2¹⁵) >> 16 of the first three channels: ITU-R
+    601-2 luma with Pillow's integer weights and rounding (uint8 and uint16 pixels alike)."""
+    H, W = out.shape
+    for y in prange(H):
+        row = rgb[y]
+        dst = out[y]
+        for x in range(W):
+            v = np.int64(row[x, 0]) * 19595 + np.int64(row[x, 1]) * 38470 + np.int64(row[x, 2]) * 7471 + 32768
+            dst[x] = v >> 16
