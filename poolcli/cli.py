@@ -100,6 +100,12 @@ def _check_address_space() -> None:
         )
 
 
+def _compile_notice() -> None:
+    sys.stderr.write("poolcli: compiling the image loops for this CPU, once: later runs load them from the cache "
+                     "(`poolcli warmup` compiles them all ahead)\n")  # fmt: skip
+    sys.stderr.flush()
+
+
 def _stdin_is_terminal() -> bool:
     try:
         return sys.stdin is None or sys.stdin.isatty()
@@ -120,6 +126,8 @@ def _execute(command: str, job, settings: dict, inputs, output, fmt, json_out, r
         console = Console(stderr=True)
         if not console.is_terminal:  # a log file or a pipe: one summary line is one line
             console = Console(stderr=True, width=_LOG_WIDTH)
+    if not quiet:
+        api.compile_notice = _compile_notice
     try:
         inputs = list(inputs or [])
         if not inputs:
@@ -700,35 +708,66 @@ def _fmt_weight(v: float) -> str:
 def warmup(quiet: bool = QUIET) -> None:
     """Compile and cache every engine loop for every image dtype, ahead of first use.
 
-    Both forms are compiled: on all threads, and on one (as batch workers run). Later runs
-    load the machine code from the cache in milliseconds.
+    Both forms are compiled, by two processes at once: on all threads, and on one (as batch
+    workers and small images run). Later runs load the machine code from the cache in
+    milliseconds.
     """
     _check_address_space()
-    import numpy as np
-
-    from . import api, images
+    from . import api, warm
 
     t0 = time.perf_counter()
     api.take_compile_ms()
     api.engine()
-    tiny = {dt: np.zeros((6, 6, 3), dt) for dt in (np.uint8, np.uint16, np.float32, np.float64)}
-    for threads in sorted({api.threads(), 1}, reverse=True):  # batch workers compute on 1
-        api.set_threads(threads)
-        for img in tiny.values():
-            for kernel in ("sharpen", "blur", "sobel", "emboss"):
-                api.convolve(img, kernel)
-            api.convolve(img, "sharpen", stride=2)
-            for mode in api.MODES:
-                api.pool(img, mode, 2, seed=0)
-                api.pool(img, mode, 3, stride=2, padding=1, seed=0)
-        for dt in (np.uint8, np.uint16):  # float results to pixels, and the PNG codec
-            for scale in ("clip", "normalize"):
-                px = images.to_pixels(np.zeros((6, 6, 3), np.float32), dt, scale, 3)
-            images.decode(images.encode(px, False, "png"), "warmup")
-    ms = api.take_compile_ms()
+    parallel, serial = warm.halves()  # this process takes the first half, a child the second
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the second half, on the other core; one byte per step done
+        code = 0
+        try:
+            os.close(read)
+            for _, step in serial:
+                step()
+                os.write(write, b".")
+        except BaseException:  # noqa: BLE001 - the parent says what failed
+            code = 1
+        os._exit(code)
+    os.close(write)
+    progress = None
     if not quiet:
-        sys.stderr.write(f"poolcli: compiled or loaded every loop in {ms / 1e3:.1f} s "
-                         f"(total {time.perf_counter() - t0:.1f} s)\n")  # fmt: skip
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=Console(stderr=True), transient=True)  # fmt: skip
+        progress.start()
+        bar = progress.add_task("compiling", total=len(parallel) + len(serial))
+    done_serial = 0
+    try:
+        for label, step in parallel:
+            if progress is not None:
+                progress.update(bar, description=f"compiling {label}")
+            step()
+            os.set_blocking(read, False)
+            try:
+                done_serial += len(os.read(read, 64))
+            except BlockingIOError:
+                pass
+            if progress is not None:
+                progress.update(bar, completed=parallel.index((label, step)) + 1 + done_serial)
+        os.set_blocking(read, True)
+        while chunk := os.read(read, 64):
+            done_serial += len(chunk)
+            if progress is not None:
+                progress.update(bar, completed=len(parallel) + done_serial)
+        _, status = os.waitpid(child, 0)
+    finally:
+        if progress is not None:
+            progress.stop()
+    if status != 0 or done_serial != len(serial):
+        raise _fail("warmup: compiling in the second process failed; run `poolcli warmup` again", EXIT_FAILED)
+    if not quiet:
+        sys.stderr.write(f"poolcli: compiled or loaded every loop in {time.perf_counter() - t0:.1f} s "
+                         "(two processes at once)\n")  # fmt: skip
 
 
 def main() -> None:

@@ -1,0 +1,37 @@
+"""The first run on a fresh install (issue #12): it says once that it is compiling, and
+later runs load the code from the cache without a word."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hostile import encoded, photo
+
+
+def test_compiling_is_announced_once(cli, tmp_path):
+    (tmp_path / "a.png").write_bytes(encoded(photo(), "PNG"))
+    fresh = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    first = cli("pool", "a.png", "-m", "max", "-s", "2", "-o", "b.png", env=fresh)
+    assert first.code == 0, first
+    notices = [ln for ln in first.stderr.splitlines() if "compiling the image loops for this CPU, once" in ln]
+    assert len(notices) == 1 and first.stderr.index(notices[0]) == 0  # before anything else
+    again = cli("pool", "a.png", "-m", "max", "-s", "2", "-o", "c.png", env=fresh)
+    assert again.code == 0 and "compiling" not in again.stderr
+    quiet = cli("pool", "a.png", "-m", "min", "-s", "2", "-o", "d.png", "-q", env=fresh)
+    assert quiet.code == 0 and quiet.stderr == ""
+
+
+def test_small_images_run_the_serial_loops_with_the_same_results():
+    """Arrays below api.SERIAL_BELOW elements run on one thread; the results are the parallel
+    loops' to the bit (tests/test_threads.py checks every loop's twins too)."""
+    import poolcli
+    from poolcli import api
+
+    img = (np.random.default_rng(0).random((700, 800, 3)) * 255).astype(np.uint8)  # 1.7 M elements
+    parallel = poolcli.convolve(img, "sobel")
+    old = api.SERIAL_BELOW
+    try:
+        api.SERIAL_BELOW = img.size + 1
+        np.testing.assert_array_equal(poolcli.convolve(img, "sobel"), parallel)
+    finally:
+        api.SERIAL_BELOW = old
