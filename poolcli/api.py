@@ -86,8 +86,17 @@ def run_compiled(fn, *args) -> None:
     from numba import typeof
 
     serial = getattr(fn, "serial", None)
-    if serial is not None and (threads() == 1 or max(getattr(a, "size", 0) for a in args) < SERIAL_BELOW):
-        fn = serial
+    share = 0  # threads to use when fewer than configured: the machine is busy
+    if serial is not None:
+        n = threads()
+        if n == 1 or max(getattr(a, "size", 0) for a in args) < SERIAL_BELOW:
+            fn = serial
+        else:
+            free = free_cores()
+            if free <= 1:
+                fn = serial
+            elif free < n:
+                share = free
     sig = tuple(typeof(a) for a in args)
     if sig not in fn.overloads:
         if compile_notice is not None and not _cached(fn, sig):
@@ -96,7 +105,24 @@ def run_compiled(fn, *args) -> None:
         t0 = time.perf_counter()
         fn.compile(sig)
         _compile_ms += (time.perf_counter() - t0) * 1e3
+    if share:
+        import numba
+
+        before = numba.get_num_threads()
+        numba.set_num_threads(share)
+        try:
+            fn(*args)
+        finally:
+            numba.set_num_threads(before)
+        return
     fn(*args)
+
+
+def free_cores() -> int:
+    """Cores no other process keeps busy right now (see :mod:`poolcli.load`)."""
+    from .load import free_cores as free
+
+    return free()
 
 
 def row_blocks(rows: int) -> int:

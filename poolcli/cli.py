@@ -128,6 +128,9 @@ def _execute(command: str, job, settings: dict, inputs, output, fmt, json_out, r
             console = Console(stderr=True, width=_LOG_WIDTH)
     if not quiet:
         api.compile_notice = _compile_notice
+    from .load import sample
+
+    sample()  # the first window of the busy-core estimate starts now
     try:
         inputs = list(inputs or [])
         if not inputs:
@@ -234,6 +237,8 @@ def _execute(command: str, job, settings: dict, inputs, output, fmt, json_out, r
         if progress is not None:
             progress.stop()
     wall_ms = (time.perf_counter() - t0) * 1e3
+    for folder in sorted({os.path.dirname(os.path.abspath(t.dest)) for t in tasks if t.dest != "-"}):
+        images.remove_stale_temps(folder)  # of workers killed during this run (a Dask worker, say)
 
     doc = summary.as_json(command, settings, results, wall_ms)
     if report:
