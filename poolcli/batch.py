@@ -881,7 +881,7 @@ def _remove_orphans(tasks: list[Task], pid: int) -> None:
     """Delete the temporary files the dead worker ``pid`` may have left beside the outputs of
     ``tasks`` (their names carry the pid of the process writing them)."""
     for folder in {os.path.dirname(os.path.abspath(t.dest)) for t in tasks if t.dest != "-"}:
-        for tmp in glob.glob(os.path.join(glob.escape(folder), f"{images.TEMP_PREFIX}{pid}-*.tmp")):
+        for tmp in glob.glob(os.path.join(glob.escape(folder), f"{glob.escape(images.temp_prefix(pid))}*.tmp")):
             try:
                 os.unlink(tmp)
             except OSError:

@@ -51,7 +51,22 @@ IMAGE_SUFFIXES = (
 PILLOW_DEFAULT_MAX_PIXELS = 89_478_485  # PIL.Image.MAX_IMAGE_PIXELS, without importing Pillow
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DEFAULT_PNG_LEVEL = 1  # with adaptive filters and Z_RLE: see encode_png
-TEMP_PREFIX = ".poolcli-"  # then the writing process's pid: {TEMP_PREFIX}{pid}-XXXXXXXX.tmp
+TEMP_PREFIX = ".poolcli-"  # then the writer's host and pid: {TEMP_PREFIX}{host}-{pid}-XXXXXXXX.tmp
+
+
+def _host() -> str:
+    import re
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9._]", "_", socket.gethostname()) or "host"
+
+
+HOST = _host()  # in temp names: on shared storage, only this machine's dead writers are judged
+
+
+def temp_prefix(pid: int | None = None) -> str:
+    """The start of the names of the temp files process ``pid`` (default: this one) writes."""
+    return f"{TEMP_PREFIX}{HOST}-{os.getpid() if pid is None else pid}-"
 
 
 @dataclass
@@ -506,7 +521,7 @@ def write_output(data: bytes, dest: str) -> None:
     # they wait (blocked) until the try can remove it
     blocked = _block_interrupts()
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(), suffix=".tmp", dir=folder)
     except FileNotFoundError:
         _unblock(blocked)
         raise ImageError(f"{dest}: output folder does not exist") from None
@@ -549,14 +564,15 @@ def _unblock(mask) -> None:
 
 
 def remove_stale_temps(folder: str) -> list[str]:
-    """Delete the temporary files in ``folder`` left by poolcli processes that died hard
-    (SIGKILL, power loss) while writing; their names carry the writer's pid, and a file whose
-    writer still runs is left alone.  Returns the paths removed."""
+    """Delete the temporary files in ``folder`` left by poolcli processes of this machine that
+    died hard (SIGKILL, power loss) while writing; their names carry the writer's host and pid.
+    A file whose writer still runs, or that another machine wrote (shared storage: its pid
+    means nothing here), is left alone.  Returns the paths removed."""
     import glob
 
     removed = []
-    for tmp in glob.glob(os.path.join(glob.escape(folder), f"{TEMP_PREFIX}*-*.tmp")):
-        pid = os.path.basename(tmp)[len(TEMP_PREFIX) :].split("-", 1)[0]
+    for tmp in glob.glob(os.path.join(glob.escape(folder), f"{TEMP_PREFIX}{glob.escape(HOST)}-*-*.tmp")):
+        pid = os.path.basename(tmp)[len(TEMP_PREFIX) + len(HOST) + 1 :].split("-", 1)[0]
         if not pid.isdigit() or _alive(int(pid)):
             continue
         try:

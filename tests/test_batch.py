@@ -335,8 +335,8 @@ def test_a_killed_worker_loses_no_file(tmp_path, samples):
 def test_orphans_of_a_dead_worker_only_are_removed(tmp_path):
     from poolcli import batch, images
 
-    theirs = tmp_path / f"{images.TEMP_PREFIX}4242-abc.tmp"
-    live = tmp_path / f"{images.TEMP_PREFIX}4243-abc.tmp"
+    theirs = tmp_path / f"{images.temp_prefix(4242)}abc.tmp"
+    live = tmp_path / f"{images.temp_prefix(4243)}abc.tmp"
     theirs.write_bytes(b"x")
     live.write_bytes(b"x")
     batch._remove_orphans([batch.Task("a.png", str(tmp_path / "a_max2.png"), "png")], 4242)

@@ -107,13 +107,17 @@ def _dead_pid() -> int:
 def test_stale_temp_files_of_dead_processes_are_removed(cli, tmp_path):
     (tmp_path / "a.png").write_bytes(encoded(photo(), "PNG"))
     (tmp_path / "out").mkdir()
-    stale = tmp_path / "out" / f".poolcli-{_dead_pid()}-abcd1234.tmp"
+    from poolcli import images
+
+    stale = tmp_path / "out" / f"{images.temp_prefix(_dead_pid())}abcd1234.tmp"
     stale.write_bytes(b"\x89PNG half an image")
-    alive = tmp_path / "out" / f".poolcli-{os.getpid()}-efgh5678.tmp"  # this test's own pid: alive
+    alive = tmp_path / "out" / f"{images.temp_prefix()}efgh5678.tmp"  # this test's own pid: alive
     alive.write_bytes(b"x")
+    elsewhere = tmp_path / "out" / f".poolcli-another-host-{_dead_pid()}-ijkl9012.tmp"  # shared storage
+    elsewhere.write_bytes(b"x")
     r = cli("pool", "a.png", "-m", "max", "-s", "2", "-o", "out/", "--skip-existing")
     assert r.code == 0, r
-    assert not stale.exists() and alive.exists()
+    assert not stale.exists() and alive.exists() and elsewhere.exists()
     assert f"removed {stale}" in r.stderr or f"removed {os.path.realpath(stale)}" in r.stderr, r.stderr
 
 
