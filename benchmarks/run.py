@@ -451,6 +451,7 @@ def bench_dask(data, reps: int, tmp: Path) -> None:
         say("\n### 7. Dask: 200 photos of 640×480, the local pool against the Dask executor\n")
         for name, command in (("max pool 2", ["pool", "-m", "max", "-s", "2"]),
                               ("run 'blur | relu | max 2'", ["run", "blur | relu | max 2"])):  # fmt: skip
+
             def go(extra):
                 def once():
                     shutil.rmtree(out, ignore_errors=True)
@@ -470,6 +471,84 @@ def bench_dask(data, reps: int, tmp: Path) -> None:
         for p in procs:
             p.kill()
             p.wait()
+
+
+# --------------------------------------------------------------------------- 8. a busy neighbour, 9. first run
+
+
+def bench_busy(reps: int) -> None:
+    """Compute with one other process spinning on a core, against the quiet machine, and
+    against poolcli's own one-thread time (the parallel loops must never be slower than it)."""
+    import numba
+
+    import poolcli
+
+    cv2 = optional("cv2")
+    rng = np.random.default_rng(0)
+    gray = (rng.random((2048, 2048)) * 255).astype(np.float32)
+    rgb = (rng.random((2048, 2048, 3)) * 255).astype(np.uint8)
+    cases = {
+        "Sobel, 2048² gray float32": (lambda: poolcli.convolve(gray, "sobel"),
+                                       lambda: cv2.magnitude(cv2.Sobel(gray, cv2.CV_32F, 1, 0),
+                                                             cv2.Sobel(gray, cv2.CV_32F, 0, 1))),
+        "3×3 sharpen, 2048² RGB uint8": (lambda: poolcli.convolve(rgb, "sharpen"),
+                                          lambda: cv2.filter2D(rgb, cv2.CV_32F, np.array([[0, -1, 0], [-1, 5, -1],
+                                                                                          [0, -1, 0]], np.float32))),
+        "max pool 2, 2048² RGB uint8": (lambda: poolcli.pool(rgb, "max", 2),
+                                         lambda: cv2.dilate(rgb, np.ones((2, 2), np.uint8), anchor=(0, 0))[::2, ::2]),
+    }  # fmt: skip
+    say("\n### 8. A busy neighbour: one other process spinning on one of the cores\n")
+    say("| case | poolcli quiet ms | poolcli busy ms | poolcli one thread ms | OpenCV quiet ms | OpenCV busy ms "
+        "| ratio quiet | ratio busy |")  # fmt: skip
+    say("|---|---:|---:|---:|---:|---:|---:|---:|")
+
+    def alone(cases_: dict) -> dict:
+        # each library measured in rounds of its own: OpenCV's pool threads spin-wait for a while
+        # after a call, and poolcli's threads would pay for that too (or the other way round)
+        return {k: rounds({k: f}, reps)[k] for k, f in cases_.items()}
+
+    for name, (ours, theirs) in cases.items():
+        contenders = {"poolcli": ours, **({"OpenCV": theirs} if cv2 else {})}
+        quiet = alone(contenders)
+        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        try:
+            time.sleep(0.5)
+            busy = alone(contenders)
+        finally:
+            hog.kill()
+            hog.wait()
+        before = numba.get_num_threads()
+        numba.set_num_threads(1)
+        one = rounds({"poolcli": ours}, reps)["poolcli"]
+        numba.set_num_threads(before)
+        q, b = quiet["poolcli"], busy["poolcli"]
+        cq, cb = quiet.get("OpenCV", float("nan")), busy.get("OpenCV", float("nan"))
+        say(f"| {name} | {q * 1e3:.1f} | {b * 1e3:.1f} | {one * 1e3:.1f} | {cq * 1e3:.1f} | {cb * 1e3:.1f} "
+            f"| {cq / q:.2f} | {cb / b:.2f} |")  # fmt: skip
+
+
+def bench_first_run(tmp: Path) -> None:
+    """The README's first commands and `poolcli warmup` on an empty Numba cache."""
+    say("\n### 9. First run on a fresh install (empty Numba cache)\n")
+    say("| command | wall s | target |")
+    say("|---|---:|---|")
+    cache = tmp / "numba-cache"
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    commands = [
+        ("poolcli pool sample_images/ -m max -s 2 -o out/", ["pool", str(SAMPLES), "-m", "max", "-s", "2", "-o", str(tmp / "o"), "-q"]),
+        ("then poolcli convolve sample_images/chelsea.png -k sobel", ["convolve", str(SAMPLES / "chelsea.png"), "-k", "sobel", "-o", str(tmp / "c.png"), "-q"]),
+        ("poolcli convolve sample_images/chelsea.png -k sobel, alone", None),
+        ("poolcli warmup", ["warmup", "-q"]),
+    ]  # fmt: skip
+    for label, args in commands:
+        if args is None:
+            shutil.rmtree(cache, ignore_errors=True)
+            args = commands[1][1]
+        if args[0] == "warmup":
+            shutil.rmtree(cache, ignore_errors=True)
+        t0 = time.perf_counter()
+        subprocess.run(POOLCLI + args, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        say(f"| `{label}` | {time.perf_counter() - t0:.1f} | {'≤ 60' if args[0] == 'warmup' else '≤ 4'} |")
 
 
 # --------------------------------------------------------------------------- 4. start-up and 5. memory
@@ -589,7 +668,7 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; " + "; ".join(versions)
 
 
-SECTIONS = ["compute", "e2e", "batch", "startup", "memory", "png", "pipeline", "dask"]
+SECTIONS = ["compute", "e2e", "batch", "startup", "memory", "png", "pipeline", "dask", "busy", "firstrun"]
 ANALYSIS = "## Analysis"
 
 
@@ -614,6 +693,8 @@ def main() -> None:
                 "png": lambda: bench_png(data, 3),
                 "pipeline": lambda: bench_pipeline(data, max(3, reps // 2), tmp),
                 "dask": lambda: bench_dask(data, 3, tmp),
+                "busy": lambda: bench_busy(reps),
+                "firstrun": lambda: bench_first_run(tmp),
             }[args.section]()
         for item in sorted(set(SKIPPED)):
             print(f"SKIPPED: {item}", flush=True)
