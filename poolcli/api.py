@@ -68,6 +68,7 @@ compile_notice = None  # the command line sets a callable: told once, before the
 # parallel loop's dispatch costs about what it saves, and compiling the twin the first time
 # takes half as long (a fresh install's first 0.3-MP Sobel: 10.8 → 5.8 s).
 SERIAL_BELOW = 1 << 20
+FORCE_PARALLEL = False  # `poolcli warmup` compiles the parallel forms whatever the image size and load
 
 
 def _cached(fn, sig) -> bool:
@@ -87,7 +88,7 @@ def run_compiled(fn, *args) -> None:
 
     serial = getattr(fn, "serial", None)
     share = 0  # threads to use when fewer than configured: the machine is busy
-    if serial is not None:
+    if serial is not None and not FORCE_PARALLEL:
         n = threads()
         if n == 1 or max(getattr(a, "size", 0) for a in args) < SERIAL_BELOW:
             fn = serial

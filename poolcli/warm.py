@@ -17,9 +17,9 @@ def steps(parallel: bool) -> dict[str, list[tuple[str, Callable[[], object]]]]:
 
     from . import api, images
 
-    def form():
+    def form():  # tiny arrays, and the other warmup process keeping a core busy: force the form
         api.set_threads(max(2, api.threads()) if parallel else 1)
-        api.SERIAL_BELOW = 0 if parallel else api.SERIAL_BELOW  # tiny arrays: force the parallel form
+        api.FORCE_PARALLEL = parallel and api.threads() > 1
 
     def convolution(dt):
         def go():
