@@ -297,7 +297,8 @@ def process_file(
                                          threads=png_threads)  # fmt: skip
                 images.write_output(data, path)
                 res.written.append(path)
-            del ready, data
+                data = None
+            del ready
         compiled = take_compile_ms()
         res.save_ms = (time.perf_counter() - t2) * 1e3 - compiled
         res.compile_ms += compiled
