@@ -159,7 +159,54 @@ def plan(found: Expanded, *, output: str | None, fmt: str | None, tag: str, to_d
     return tasks
 
 
-def shard(tasks: list[Task], k: int, n: int) -> list[Task]:
+@dataclass
+class Planned:
+    """A run's plan: what the INPUT arguments named, and every file's task (after --shard)."""
+
+    found: Expanded
+    tasks: list[Task]
+    to_dir: bool
+
+
+def plan_run(inputs: list[str], *, output: str | None, fmt: str | None, tag: str, recursive: bool = False,
+             montage: str | None = None, shard: str | None = None) -> Planned:  # fmt: skip
+    """Expand the inputs, name every output and check the whole run before anything is
+    written (UsageError): ``-o`` usable, no two inputs on one output, no output on an input.
+    ``-o DIR`` (and the sub-folders ``-r`` keeps) are created."""
+    shard_k_n = parse_shard(shard) if shard is not None else None
+    if output is not None and output != "-" and os.path.abspath(output) == os.path.abspath(os.sep):
+        raise UsageError("-o /: refusing to write into the root folder")
+    found = expand_inputs(inputs, recursive=recursive, exclude=output if output and output != "-" else None)
+    many = len(found.items) > 1 or found.from_folder
+    to_dir = output is not None and output != "-" and (output.endswith(("/", os.sep)) or os.path.isdir(output) or many)
+    if many and output is None:
+        raise UsageError("several inputs need -o DIR for their results (e.g. `-o out/`)")
+    if many and output == "-":
+        raise UsageError("-o - (stdout) takes one input, not several")
+    if many and montage:
+        raise UsageError("--montage draws one input; give one file (or run once per file)")
+    if montage:
+        check_output_target(montage, False)
+        images.format_for(montage, None)
+    if not found.items:
+        return Planned(found, [], to_dir)
+    if output is not None:
+        check_output_target(output, to_dir)
+        if to_dir:
+            try:
+                os.makedirs(output, exist_ok=True)
+            except OSError as exc:
+                raise UsageError(f"-o {output}: cannot create the output folder ({exc.strerror or exc})") from None
+    tasks = plan(found, output=output, fmt=fmt, tag=tag, to_dir=to_dir)
+    if shard_k_n is not None:  # after planning the whole run: every shard names files alike
+        tasks = shard_tasks(tasks, *shard_k_n)
+    if to_dir:  # -r keeps the inputs' sub-folders under -o DIR
+        for folder in sorted({os.path.dirname(t.dest) for t in tasks}):
+            os.makedirs(folder, exist_ok=True)
+    return Planned(found, tasks, to_dir)
+
+
+def shard_tasks(tasks: list[Task], k: int, n: int) -> list[Task]:
     """The K-th of N disjoint, deterministic slices of the tasks sorted by input path (for job
     arrays); the N shards together are exactly the whole run."""
     ordered = sorted(tasks, key=lambda t: (t.source, t.dest))

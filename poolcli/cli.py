@@ -151,40 +151,13 @@ def _execute(command: str, job, settings: dict, inputs, output, fmt, json_out, r
             scheduler = dask_executor.scheduler_from_env(scheduler)
         elif scheduler:
             raise _fail("--scheduler goes with --executor dask")
-        shard_k_n = batch.parse_shard(shard) if shard is not None else None
-        if output is not None and output != "-" and os.path.abspath(output) == os.path.abspath(os.sep):
-            raise _fail("-o /: refusing to write into the root folder")
-        found = batch.expand_inputs(inputs, recursive=recursive, exclude=output if output and output != "-" else None)
-        many = len(found.items) > 1 or found.from_folder
-        to_dir = (
-            output is not None and output != "-" and (output.endswith(("/", os.sep)) or os.path.isdir(output) or many)
-        )
-        if many and output is None:
-            raise _fail("several inputs need -o DIR for their results (e.g. `-o out/`)")
-        if many and output == "-":
-            raise _fail("-o - (stdout) takes one input, not several")
-        if many and montage:
-            raise _fail("--montage draws one input; give one file (or run once per file)")
-        if montage:
-            batch.check_output_target(montage, False)
-            images.format_for(montage, None)
+        planned = batch.plan_run(inputs, output=output, fmt=fmt, tag=job.tag, recursive=recursive, montage=montage,
+                                 shard=shard)  # fmt: skip
+        found, tasks = planned.found, planned.tasks
         if not found.items:
             for note in found.notes:
                 sys.stderr.write(f"poolcli: {note}\n")
             raise _fail("no image files found in the inputs given", EXIT_FAILED)
-        if output is not None:
-            batch.check_output_target(output, to_dir)
-            if to_dir:
-                try:
-                    os.makedirs(output, exist_ok=True)
-                except OSError as exc:
-                    raise _fail(f"-o {output}: cannot create the output folder ({exc.strerror or exc})") from None
-        tasks = batch.plan(found, output=output, fmt=fmt, tag=job.tag, to_dir=to_dir)
-        if shard_k_n is not None:  # after planning the whole run: every shard names files alike
-            tasks = batch.shard(tasks, *shard_k_n)
-        if to_dir:  # -r keeps the inputs' sub-folders under -o DIR
-            for folder in sorted({os.path.dirname(t.dest) for t in tasks}):
-                os.makedirs(folder, exist_ok=True)
         to_stdout = any(t.dest == "-" for t in tasks)
         pipe = getattr(job, "pipeline", None)
         if to_stdout and pipe is not None and (job.save_stages or (pipe.has_bank and tasks[0].fmt != "npy")):
