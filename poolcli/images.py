@@ -917,7 +917,8 @@ def _deflate(scanlines: np.ndarray, level: int, threads: int) -> list[bytes]:
 def encode_tiff16(pixels: np.ndarray, meta: Meta | None = None) -> bytes:
     """A 16-bit TIFF of (H, W, C) uint16 pixels (gray, gray+alpha, RGB, RGBA) by tifffile:
     deflate with the horizontal predictor (about 13 % smaller than without), unassociated
-    alpha, and the ICC profile and DPI of ``meta``.  (EXIF is not written into 16-bit TIFFs.)"""
+    alpha, and the ICC profile, DPI and EXIF of ``meta`` (EXIF's main tags in the image's own
+    directory, its Exif and GPS directories appended and pointed to, as cameras write them)."""
     import tifffile
 
     C = pixels.shape[2]
@@ -927,9 +928,85 @@ def encode_tiff16(pixels: np.ndarray, meta: Meta | None = None) -> bytes:
         params.update(resolution=tuple(meta.dpi), resolutionunit="INCH")
     if meta is not None and meta.icc:
         params["iccprofile"] = meta.icc
+    exif = _exif_directories(meta.exif) if meta is not None and meta.exif else None
+    if exif is not None:  # tifffile writes in the EXIF's byte order, so its values copy as they are
+        end, main, subs = exif
+        params["byteorder"] = end
+        params["extratags"] = [(t, k, n, v, True) for t, k, n, v in main]
+        params["software"] = False  # the EXIF's own Software tag, if any, is among them
     buf = io.BytesIO()
     tifffile.imwrite(buf, np.ascontiguousarray(pixels if C > 1 else pixels[:, :, 0]), **params)
-    return buf.getvalue()
+    if not exif or not exif[2]:
+        return buf.getvalue()
+    data = bytearray(buf.getvalue())
+    pointers = {tag: _append_ifd(data, exif[0], entries) for tag, entries in exif[2].items()}
+    _add_pointers(data, exif[0], pointers)
+    return bytes(data)
+
+
+_EXIF_POINTERS = (34665, 34853)  # the Exif and the GPS directories
+# tags the TIFF writer sets itself (size, layout, resolution, colour profile) or that point elsewhere
+_EXIF_SKIP = {256, 257, 258, 259, 262, 273, 277, 278, 279, 282, 283, 284, 296, 317, 338, 339, 34675, 40965, 513, 514}
+
+
+def _exif_directories(exif: bytes):
+    """(byte order, the main directory's tags, {pointer tag: its directory's tags}) of EXIF
+    bytes, each tag as (tag, type, count, value bytes in that byte order); None if unreadable."""
+    blob = exif[6:] if exif.startswith(b"Exif\0\0") else exif
+    if blob[:4] not in (b"II*\0", b"MM\0*"):
+        return None
+    end = "<" if blob[:2] == b"II" else ">"
+
+    def directory(at: int) -> list:
+        (n,) = struct.unpack(end + "H", blob[at : at + 2])
+        entries = []
+        for k in range(n):
+            tag, kind, count, raw = struct.unpack(end + "HHI4s", blob[at + 2 + 12 * k : at + 14 + 12 * k])
+            size = _TIFF_SIZES.get(kind, 0) * count
+            value = raw[:size] if size <= 4 else blob[struct.unpack(end + "I", raw)[0] :][:size]
+            if size and len(value) == size and tag not in _EXIF_SKIP:
+                entries.append((tag, kind, count, bytes(value)))
+        return entries
+
+    try:
+        main = directory(struct.unpack(end + "I", blob[4:8])[0])
+        subs = {t: directory(struct.unpack(end + "I", value)[0]) for t, _, _, value in main if t in _EXIF_POINTERS}
+    except struct.error:
+        return None
+    return end, [e for e in main if e[0] not in _EXIF_POINTERS], {t: e for t, e in subs.items() if e}
+
+
+def _append_ifd(data: bytearray, end: str, entries: list) -> int:
+    """Append a TIFF directory of ``entries`` (and its values) to ``data``; returns its offset."""
+    if len(data) % 2:
+        data += b"\0"
+    start = len(data)
+    values_at = start + 2 + 12 * len(entries) + 4
+    table, values = struct.pack(end + "H", len(entries)), b""
+    for tag, kind, count, value in sorted(entries):
+        if len(value) <= 4:
+            table += struct.pack(end + "HHI", tag, kind, count) + value.ljust(4, b"\0")
+        else:
+            table += struct.pack(end + "HHII", tag, kind, count, values_at + len(values))
+            values += value + b"\0" * (len(value) % 2)
+    data += table + struct.pack(end + "I", 0) + values
+    return start
+
+
+def _add_pointers(data: bytearray, end: str, pointers: dict[int, int]) -> None:
+    """Rewrite the main directory at the end of ``data`` with LONG ``pointers`` (tag → offset)
+    added among its entries (tifffile writes no Exif or GPS pointer itself)."""
+    (first,) = struct.unpack(end + "I", data[4:8])
+    (n,) = struct.unpack(end + "H", data[first : first + 2])
+    entries = [bytes(data[first + 2 + 12 * k : first + 14 + 12 * k]) for k in range(n)]
+    (following,) = struct.unpack(end + "I", data[first + 2 + 12 * n : first + 6 + 12 * n])
+    entries += [struct.pack(end + "HHII", tag, 4, 1, offset) for tag, offset in pointers.items()]
+    entries.sort(key=lambda e: struct.unpack(end + "H", e[:2])[0])
+    if len(data) % 2:
+        data += b"\0"
+    start = len(data)
+    data += struct.pack(end + "H", len(entries)) + b"".join(entries) + struct.pack(end + "I", following)
+    data[4:8] = struct.pack(end + "I", start)
 
 
 # bytes of one value of each TIFF field type (BYTE, ASCII, SHORT, LONG, RATIONAL, ... LONG8)

@@ -71,6 +71,25 @@ def test_sixteen_bit_tiff_keeps_icc_and_dpi(cli, tmp_path):
     np.testing.assert_array_equal(back.pixels, px)
 
 
+def test_sixteen_bit_tiff_keeps_exif_with_its_exif_directory(cli, tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x013B] = "poolcli test"
+    exif.get_ifd(0x8769)[0x9003] = "2024:01:02 03:04:05"  # DateTimeOriginal, in the Exif directory
+    px = photo(10, 20, dtype=np.uint16)
+    (tmp_path / "in.png").write_bytes(images.encode_png(px, 1, images.Meta(exif=exif.tobytes(), dpi=(200, 200))))
+    r = cli("pool", "in.png", "-m", "max", "-s", "1", "-o", "out.tif", "-q")
+    assert r.code == 0, r
+    im = Image.open(tmp_path / "out.tif")
+    info = im.getexif()
+    assert info.get(0x013B) == "poolcli test" and info.get(0x0112) == 1
+    assert info.get_ifd(0x8769).get(0x9003) == "2024:01:02 03:04:05"
+    assert tuple(round(v) for v in im.info["dpi"]) == (200, 200)
+    back = images.decode((tmp_path / "out.tif").read_bytes(), "x")
+    assert back.pixels.dtype == np.uint16 and back.pixels.shape == (20, 10, 3)  # turned upright once
+    np.testing.assert_array_equal(back.pixels, np.rot90(px, -1))
+
+
 def test_exif_orientation_of_16bit_png_and_tiff_is_applied(cli, tmp_path):
     import tifffile
 
