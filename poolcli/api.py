@@ -680,7 +680,12 @@ def apply_pool(image, spec: PoolSpec) -> np.ndarray:
             else:
                 fill = np.iinfo(img.dtype).min if sign > 0 else np.iinfo(img.dtype).max
                 fill = img.dtype.type(fill)
-            run_compiled(eng.pool_extreme, img, rstart, rcount, dh, cstart, ccount, dw, sign, fill, row_blocks(oh), out)
+            # windows of one width, no dilation, covering at least half of each row together:
+            # reduce the columns a whole row at a time (vectorised), then pick (max pool 3/2: 2.8x)
+            width = int(ccount[0])
+            hk = width if dw == 1 and (ccount == width).all() and width <= W and ow * width * 2 >= W else 0
+            run_compiled(eng.pool_extreme, img, rstart, rcount, dh, cstart, ccount, dw, sign, fill, hk, row_blocks(oh),
+                         out)  # fmt: skip
     elif mode in ("avg", "lp"):
         out = np.empty((oh, ow, C), np.float32)
         # float32 sums are exact for 8-bit pixels (up to 65,793 per window); else float64

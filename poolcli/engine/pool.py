@@ -13,20 +13,25 @@ from ._jit import jit, pjit
 
 
 @pjit
-def pool_extreme(img, rstart, rcount, dh, cstart, ccount, dw, sign, fill, nch, out):
+def pool_extreme(img, rstart, rcount, dh, cstart, ccount, dw, sign, fill, hk, nch, out):
     """out = max (sign > 0) or min over the window's valid cells, keeping the dtype.
 
     Max and min are separable: the valid rows of each window are reduced into one row buffer
-    (contiguous, vectorised), then each output reduces its valid columns of that buffer.  A
-    window with no valid cell (possible with dilation) gives ``fill`` (−inf / +inf for floats).
+    (contiguous, vectorised), then each output reduces its valid columns of that buffer.  With
+    ``hk`` > 0 (every window ``hk`` columns wide, dilation 1) the columns are first reduced
+    ``hk`` at a time over the whole row (contiguous, vectorised too) and windows inside the
+    image just pick their value.  A window with no valid cell (possible with dilation) gives
+    ``fill`` (−inf / +inf for floats).
     """
     H, W, C = img.shape
     OH, OW = out.shape[0], out.shape[1]
     flat = img.reshape(H * W * C)
     outf = out.reshape(OH * OW * C)
     n = W * C
+    hm = (W - hk + 1) * C if hk > 0 else 0  # entries of the column-reduced row
     for ch in prange(nch):
         tmp = np.empty(n, img.dtype)
+        hrow = np.empty(hm + 1, img.dtype)
         for oy in range(ch * OH // nch, (ch + 1) * OH // nch):
             orow = outf[oy * OW * C : (oy + 1) * OW * C]
             have = False
@@ -44,9 +49,24 @@ def pool_extreme(img, rstart, rcount, dh, cstart, ccount, dw, sign, fill, nch, o
             if not have:
                 orow[:] = fill
                 continue
+            if hm > 0:
+                for q in range(hm):
+                    hrow[q] = tmp[q]
+                for j in range(1, hk):
+                    part = tmp[j * C : j * C + hm]
+                    if sign > 0:
+                        for q in range(hm):
+                            hrow[q] = _pick2(hrow[q], part[q], 1)
+                    else:
+                        for q in range(hm):
+                            hrow[q] = _pick2(hrow[q], part[q], -1)
             for ox in range(OW):
                 cs = cstart[ox]
                 cnt = ccount[ox]
+                if hm > 0 and cs >= 0 and cs + hk <= W:  # inside: already reduced
+                    for c in range(C):
+                        orow[ox * C + c] = hrow[cs * C + c]
+                    continue
                 if cs >= 0 and cs + (cnt - 1) * dw < W:  # the window is inside: no checks
                     for c in range(C):
                         m = tmp[cs * C + c]
