@@ -180,3 +180,22 @@ def test_an_unreachable_scheduler_is_one_line(cli, samples):
             "tcp://127.0.0.1:9", timeout=120)  # fmt: skip
     one_line_error(r, "cannot reach the Dask scheduler")
     assert r.code == 2
+
+
+def test_ctrl_c_cancels_a_dask_run(tmp_path):
+    src = photos(tmp_path / "in", 80)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(poolcli_command() + ["convolve", str(src), "-k", "gaussian", "--sigma", "6", "-o", str(out),
+                            "--executor", "dask", "--jobs", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out.exists() and list(out.glob("*.png"))):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err.decode()
+    assert b"interrupted" in err and b"Traceback" not in err
+    written = list(out.glob("*.png"))
+    assert 0 < len(written) < 80  # stopped early: the rest was cancelled
+    assert not [p for p in out.iterdir() if p.name.startswith(".poolcli-")]
+    for p in written:
+        assert Image.open(p).size == (160, 120)
