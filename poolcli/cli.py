@@ -309,13 +309,13 @@ def convolve(
     kernel: str = typer.Option(
         ..., "--kernel", "-k", help='A name (see `poolcli kernels`), a matrix "0,-1,0;-1,5,-1;0,-1,0", or @FILE.'
     ),
-    size: int | None = typer.Option(None, "--size", help="Size of box / gaussian."),
-    sigma: float | None = typer.Option(None, "--sigma", help="Standard deviation of gaussian."),
+    size: int | None = typer.Option(None, "--size", help=ops.param_help("conv", "size")),
+    sigma: float | None = typer.Option(None, "--sigma", help=ops.param_help("conv", "sigma")),
     boundary: str = typer.Option("reflect", "--boundary", "-b", help=ops.boundary_help()),
-    cval: float = typer.Option(0.0, "--cval", help="Value outside the image for --boundary constant."),
-    stride: int = typer.Option(1, "--stride", help="Keep every N-th output row and column."),
-    dilation: int = typer.Option(1, "--dilation", help="Spread kernel taps D pixels apart."),
-    flip: bool = typer.Option(False, "--flip", help="True convolution (kernel rotated 180°)."),
+    cval: float = typer.Option(0.0, "--cval", help=ops.param_help("conv", "cval")),
+    stride: int = typer.Option(1, "--stride", help=ops.param_help("conv", "stride")),
+    dilation: int = typer.Option(1, "--dilation", help=ops.param_help("conv", "dilation")),
+    flip: bool = typer.Option(False, "--flip", help=ops.param_help("conv", "flip")),
     gray: bool = GRAY,
     scale: str = typer.Option("auto", "--scale", help="auto, clip, normalize or abs: how results become pixels."),
     output: str | None = OUTPUT,
@@ -379,16 +379,16 @@ def pool(
     inputs: list[str] | None = INPUTS,
     mode: str = typer.Option("max", "--mode", "-m", help=f"{ops.help_list('pool')} (l2 = lp with --p 2)."),
     size: str | None = typer.Option(None, "--size", "-s", help="Window K or KHxKW."),
-    stride: str | None = typer.Option(None, "--stride", help="Step N or SHxSW (default: the window)."),
-    padding: str = typer.Option("0", "--padding", help="Implicit padding P or PHxPW, at most half the window."),
-    dilation: str = typer.Option("1", "--dilation", help="Spacing of the window's taps."),
-    ceil_mode: bool = typer.Option(False, "--ceil-mode", help="Round the output size up instead of down."),
+    stride: str | None = typer.Option(None, "--stride", help=ops.param_help("max", "stride")),
+    padding: str = typer.Option("0", "--padding", help=ops.param_help("max", "padding")),
+    dilation: str = typer.Option("1", "--dilation", help=ops.param_help("max", "dilation")),
+    ceil_mode: bool = typer.Option(False, "--ceil-mode", help=ops.param_help("max", "ceil_mode")),
     count_include_pad: bool = typer.Option(
-        True, "--count-include-pad/--no-count-include-pad", help="avg: count padded cells in the divisor."
+        True, "--count-include-pad/--no-count-include-pad", help=ops.param_help("avg", "count_include_pad")
     ),
-    divisor: int | None = typer.Option(None, "--divisor", help="avg: divide every window sum by N."),
-    p: float = typer.Option(2.0, "--p", help="lp: the power (> 0)."),
-    seed: int | None = typer.Option(None, "--seed", help="stochastic: make the choice repeatable."),
+    divisor: int | None = typer.Option(None, "--divisor", help=ops.param_help("avg", "divisor")),
+    p: float = typer.Option(2.0, "--p", help=ops.param_help("lp", "p")),
+    seed: int | None = typer.Option(None, "--seed", help=ops.param_help("stochastic", "seed")),
     is_global: bool = typer.Option(False, "--global", help="One value per channel over the whole image (printed too)."),
     to: str | None = typer.Option(None, "--to", help="Adaptive pooling to a fixed WxH."),
     gray: bool = GRAY,
@@ -624,8 +624,8 @@ def _as_int(value: str | None, name: str) -> int | None:
 @app.command()
 def kernels(
     name: str | None = typer.Argument(None, help="Show this kernel's weights."),
-    size: int | None = typer.Option(None, "--size", help="Size of box / gaussian."),
-    sigma: float | None = typer.Option(None, "--sigma", help="Standard deviation of gaussian."),
+    size: int | None = typer.Option(None, "--size", help=ops.param_help("conv", "size")),
+    sigma: float | None = typer.Option(None, "--sigma", help=ops.param_help("conv", "sigma")),
 ) -> None:
     """List the named kernels, or show one's weights as a table.
 

@@ -226,6 +226,14 @@ def help_list(kind: str) -> str:
     return ", ".join(name for name, op in OPERATIONS.items() if op.kind == kind)
 
 
+def param_help(op: str, name: str) -> str:
+    """The registry's help for one parameter, as a command-line help text (``lp: the power``)."""
+    entry = OPERATIONS[op]
+    param = entry.param(name)
+    prefix = f"{op}: " if entry.kind == "pool" and param not in GEOMETRY else ""
+    return f"{prefix}{param.help[0].upper()}{param.help[1:]}." if not prefix else f"{prefix}{param.help}."
+
+
 def boundary_help() -> str:
     return f"{', '.join(BOUNDARIES)} (aliases: {', '.join(BOUNDARY_ALIASES)})"
 

@@ -239,6 +239,12 @@ def test_help_lists_exactly_the_registry(cli):
     pool_help = cli("pool", "--help", env=wide).stdout.decode()
     assert f"{ops.help_list('pool')} (l2 = lp with --p 2)" in pool_help
     assert ops.boundary_help() in cli("convolve", "--help", env=wide).stdout.decode()
+    for option, (op, param) in {
+        "--p": ("lp", "p"),
+        "--seed": ("stochastic", "seed"),
+        "--divisor": ("avg", "divisor"),
+    }.items():
+        assert ops.param_help(op, param) in pool_help, option
     run_help = cli("run", "--help")
     assert run_help.code == 0 and "PIPELINE" in run_help.stdout.decode()
 
