@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 
 import typer
 
@@ -83,6 +84,64 @@ SCHEDULER = typer.Option(
 SHARD = typer.Option(None, "--shard", help="K/N: process only the K-th of N slices of the inputs (job arrays).")
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """The options every image command shares (declared once, in :data:`_COMMON`)."""
+
+    output: str | None = None
+    fmt: str | None = None
+    json_out: bool = False
+    report: str | None = None
+    quiet: bool = False
+    threads: int | None = None
+    jobs: int | None = None
+    recursive: bool = False
+    skip_existing: bool = False
+    max_pixels: int = 89_478_485
+    compress_level: int | None = None
+    strip: bool = False
+    quality: int | None = None
+    montage: str | None = None
+    executor: str = "local"
+    scheduler: str | None = None
+    shard: str | None = None
+    debug: bool = False
+
+
+_COMMON = {  # name: (type, Typer option), in the order --help lists them
+    "output": (str | None, OUTPUT), "fmt": (str | None, FORMAT), "json_out": (bool, JSON),
+    "report": (str | None, REPORT), "quiet": (bool, QUIET), "threads": (int | None, THREADS),
+    "jobs": (int | None, JOBS), "recursive": (bool, RECURSIVE), "skip_existing": (bool, SKIP),
+    "max_pixels": (int, MAX_PIXELS), "compress_level": (int | None, LEVEL), "strip": (bool, STRIP),
+    "quality": (int | None, QUALITY), "montage": (str | None, MONTAGE), "executor": (str, EXECUTOR),
+    "scheduler": (str | None, SCHEDULER), "shard": (str | None, SHARD), "debug": (bool, DEBUG),
+}  # fmt: skip
+
+
+def common_options(command):
+    """Give an image command the shared options (as sqlite-utils' ``@output_options`` does):
+    Typer sees them as parameters of the command; the command gets them as one ``opts``."""
+    import functools
+    import inspect
+    import typing
+
+    own = [p for p in inspect.signature(command).parameters.values() if p.name != "opts"]
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+              for name, (kind, option) in _COMMON.items()]  # fmt: skip
+
+    @functools.wraps(command)
+    def wrapper(**kwargs):
+        opts = RunOptions(**{name: kwargs.pop(name) for name in _COMMON})
+        return command(**kwargs, opts=opts)
+
+    hints = typing.get_type_hints(command)
+    hints.pop("opts", None)
+    wrapper.__annotations__ = {**hints, **{name: kind for name, (kind, _) in _COMMON.items()}}
+    wrapper.__signature__ = inspect.Signature(own + shared, return_annotation=None)
+    del wrapper.__wrapped__  # Typer must read the new signature, not the command's
+    return wrapper
+
+
 MIN_ADDRESS_SPACE = 1 << 30  # NumPy, Numba and LLVM's code and heaps: see _check_address_space
 
 
@@ -113,11 +172,16 @@ def _stdin_is_terminal() -> bool:
         return True
 
 
-def _execute(command: str, job, settings: dict, inputs, output, fmt, json_out, report, quiet, threads, jobs,
-             recursive, skip_existing, max_pixels, compress_level, debug, strip, quality, montage, executor,
-             scheduler, shard) -> None:  # fmt: skip
+def _execute(command: str, job, settings: dict, inputs, opts: RunOptions) -> None:
     from . import api, batch, images
     from . import report as summary
+
+    output, fmt, json_out, report, quiet = opts.output, opts.fmt, opts.json_out, opts.report, opts.quiet
+    threads, jobs, recursive, skip_existing, max_pixels = opts.threads, opts.jobs, opts.recursive, \
+        opts.skip_existing, opts.max_pixels  # fmt: skip
+    compress_level, debug, strip, quality, montage = opts.compress_level, opts.debug, opts.strip, opts.quality, \
+        opts.montage  # fmt: skip
+    executor, scheduler, shard = opts.executor, opts.scheduler, opts.shard
 
     console = None
     if not quiet:  # Rich costs ~0.1 s to import: only for the summary and the progress bar
@@ -304,6 +368,7 @@ def _progress_reporter(console, total: int, bar: bool, quiet: bool):
 
 
 @app.command(no_args_is_help=False)
+@common_options
 def convolve(
     inputs: list[str] | None = INPUTS,
     kernel: str = typer.Option(
@@ -318,24 +383,7 @@ def convolve(
     flip: bool = typer.Option(False, "--flip", help=ops.param_help("conv", "flip")),
     gray: bool = GRAY,
     scale: str = typer.Option("auto", "--scale", help="auto, clip, normalize or abs: how results become pixels."),
-    output: str | None = OUTPUT,
-    fmt: str | None = FORMAT,
-    json_out: bool = JSON,
-    report: str | None = REPORT,
-    quiet: bool = QUIET,
-    threads: int | None = THREADS,
-    jobs: int | None = JOBS,
-    recursive: bool = RECURSIVE,
-    skip_existing: bool = SKIP,
-    max_pixels: int = MAX_PIXELS,
-    compress_level: int | None = LEVEL,
-    strip: bool = STRIP,
-    quality: int | None = QUALITY,
-    montage: str | None = MONTAGE,
-    executor: str = EXECUTOR,
-    scheduler: str | None = SCHEDULER,
-    shard: str | None = SHARD,
-    debug: bool = DEBUG,
+    opts: RunOptions = None,
 ) -> None:
     """Convolve images with a kernel (cross-correlation, as PyTorch conv2d and OpenCV filter2D).
 
@@ -366,15 +414,14 @@ def convolve(
         "cval": spec.cval if spec.boundary == "constant" else None,
         "stride": spec.stride, "dilation": spec.dilation, "flip": flip, "gray": gray, "scale": job.scale_rule(),
     }  # fmt: skip
-    _execute("convolve", job, settings, inputs, output, fmt, json_out, report, quiet, threads, jobs,
-             recursive, skip_existing, max_pixels, compress_level, debug, strip, quality, montage,
-             executor, scheduler, shard)  # fmt: skip
+    _execute("convolve", job, settings, inputs, opts)
 
 
 # --------------------------------------------------------------------------- pool
 
 
 @app.command(no_args_is_help=False)
+@common_options
 def pool(
     inputs: list[str] | None = INPUTS,
     mode: str = typer.Option("max", "--mode", "-m", help=f"{ops.help_list('pool')} (l2 = lp with --p 2)."),
@@ -392,24 +439,7 @@ def pool(
     is_global: bool = typer.Option(False, "--global", help="One value per channel over the whole image (printed too)."),
     to: str | None = typer.Option(None, "--to", help="Adaptive pooling to a fixed WxH."),
     gray: bool = GRAY,
-    output: str | None = OUTPUT,
-    fmt: str | None = FORMAT,
-    json_out: bool = JSON,
-    report: str | None = REPORT,
-    quiet: bool = QUIET,
-    threads: int | None = THREADS,
-    jobs: int | None = JOBS,
-    recursive: bool = RECURSIVE,
-    skip_existing: bool = SKIP,
-    max_pixels: int = MAX_PIXELS,
-    compress_level: int | None = LEVEL,
-    strip: bool = STRIP,
-    quality: int | None = QUALITY,
-    montage: str | None = MONTAGE,
-    executor: str = EXECUTOR,
-    scheduler: str | None = SCHEDULER,
-    shard: str | None = SHARD,
-    debug: bool = DEBUG,
+    opts: RunOptions = None,
 ) -> None:
     """Pool images as a CNN pooling layer (equal to PyTorch's max_pool2d, avg_pool2d, lp_pool2d).
 
@@ -444,15 +474,14 @@ def pool(
         "count_include_pad": count_include_pad if canon == "avg" else None, "divisor": divisor,
         "p": job.spec.p if canon == "lp" else None, "seed": seed, "global": is_global, "to": to, "gray": gray,
     }  # fmt: skip
-    _execute("pool", job, settings, inputs, output, fmt, json_out, report, quiet, threads, jobs, recursive,
-             skip_existing, max_pixels, compress_level, debug, strip, quality, montage,
-             executor, scheduler, shard)  # fmt: skip
+    _execute("pool", job, settings, inputs, opts)
 
 
 # --------------------------------------------------------------------------- run
 
 
 @app.command(name="run", no_args_is_help=False)
+@common_options
 def run_pipeline(
     pipeline: str = typer.Argument(..., metavar="PIPELINE", help="Stages separated by '|', in one quoted string."),
     inputs: list[str] | None = INPUTS,
@@ -460,24 +489,7 @@ def run_pipeline(
     tag: str | None = typer.Option(None, "--tag", help="File-name tag (default: the stages joined)."),
     gray: bool = GRAY,
     scale: str = typer.Option("auto", "--scale", help="auto, clip, normalize or abs: how the result becomes pixels."),
-    output: str | None = OUTPUT,
-    fmt: str | None = FORMAT,
-    json_out: bool = JSON,
-    report: str | None = REPORT,
-    quiet: bool = QUIET,
-    threads: int | None = THREADS,
-    jobs: int | None = JOBS,
-    recursive: bool = RECURSIVE,
-    skip_existing: bool = SKIP,
-    max_pixels: int = MAX_PIXELS,
-    compress_level: int | None = LEVEL,
-    strip: bool = STRIP,
-    quality: int | None = QUALITY,
-    montage: str | None = MONTAGE,
-    executor: str = EXECUTOR,
-    scheduler: str | None = SCHEDULER,
-    shard: str | None = SHARD,
-    debug: bool = DEBUG,
+    opts: RunOptions = None,
 ) -> None:
     """Run a CNN-style pipeline of stages on images, float32 from stage to stage.
 
@@ -503,9 +515,7 @@ def run_pipeline(
         raise _fail(str(exc)) from None
     settings = {"pipeline": " | ".join(s.text.strip() for s in job.pipeline.stages), "gray": gray,
                 "scale": job.scale_rule(), "tag": tag}  # fmt: skip
-    _execute("run", job, settings, inputs, output, fmt, json_out, report, quiet, threads, jobs, recursive,
-             skip_existing, max_pixels, compress_level, debug, strip, quality, montage,
-             executor, scheduler, shard)  # fmt: skip
+    _execute("run", job, settings, inputs, opts)
 
 
 # --------------------------------------------------------------------------- explain
