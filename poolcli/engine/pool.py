@@ -53,13 +53,7 @@ def pool_extreme(img, rstart, rcount, dh, cstart, ccount, dw, sign, fill, hk, nc
                 for q in range(hm):
                     hrow[q] = tmp[q]
                 for j in range(1, hk):
-                    part = tmp[j * C : j * C + hm]
-                    if sign > 0:
-                        for q in range(hm):
-                            hrow[q] = _pick2(hrow[q], part[q], 1)
-                    else:
-                        for q in range(hm):
-                            hrow[q] = _pick2(hrow[q], part[q], -1)
+                    _reduce_rows(hrow, tmp[j * C : j * C + hm], hm, sign)
             for ox in range(OW):
                 cs = cstart[ox]
                 cnt = ccount[ox]
