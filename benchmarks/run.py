@@ -225,6 +225,8 @@ OPENCV_SCRIPT = textwrap.dedent(
         f = img.astype(np.float32)
         mag = cv2.magnitude(cv2.Sobel(f, cv2.CV_32F, 1, 0), cv2.Sobel(f, cv2.CV_32F, 0, 1))
         out = cv2.normalize(mag, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    elif op == "avg2":
+        out = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
     else:
         out = cv2.dilate(img, np.ones((2, 2), np.uint8), anchor=(0, 0))[::2, ::2]
     cv2.imwrite(dst, out)
@@ -262,10 +264,16 @@ def bench_e2e(data, reps: int, tmp: Path) -> None:
     (tmp / "sobel.mat").write_text("3 3 1 0\n-1 0 1\n-2 0 2\n-1 0 1\n")
     say("\n### 2. End to end: one 12-MP PNG photo (4000×3000 RGB) → result → PNG\n")
     have_cv = optional("cv2") is not None
-    for op in ("sobel", "max2"):
+    for op in ("sobel", "max2", "avg2"):
         if op == "sobel":
             cases = {
                 "poolcli": lambda: run(POOLCLI + ["convolve", str(big), "-k", "sobel", "-q", "-o", str(tmp / "p.png")])
+            }
+        elif op == "avg2":
+            cases = {
+                "poolcli": lambda: run(
+                    POOLCLI + ["pool", str(big), "-m", "avg", "-s", "2", "-q", "-o", str(tmp / "p.png")]
+                )
             }
         else:
             cases = {
@@ -282,6 +290,8 @@ def bench_e2e(data, reps: int, tmp: Path) -> None:
                 cases["vips conv (Sobel x only)"] = lambda: run(
                     [VIPS, "conv", str(big), str(tmp / "v.png"), str(tmp / "sobel.mat")]
                 )
+            elif op == "avg2":
+                pass  # the max-pool table already has vips shrink, which averages
             else:
                 cases["vips shrink 2 (average)"] = lambda: run([VIPS, "shrink", str(big), str(tmp / "v.png"), "2", "2"])
         else:
@@ -302,14 +312,14 @@ def bench_e2e(data, reps: int, tmp: Path) -> None:
                         str(tmp / "m.png"),
                     ]
                 )
-            else:
+            elif op == "max2":
                 cases["ImageMagick convert -scale 50%"] = lambda: run(
                     [MAGICK, str(big), "-scale", "50%", str(tmp / "m.png")]
                 )
         else:
             SKIPPED.append("ImageMagick (apt-get install imagemagick)")
-        table(f"12 MP {'Sobel edge map' if op == 'sobel' else 'max pool 2'}", rounds(cases, reps), "poolcli",
-              "poolcli's wall time ≤ the OpenCV script's")  # fmt: skip
+        title = {"sobel": "Sobel edge map", "max2": "max pool 2", "avg2": "avg pool 2 (OpenCV: INTER_AREA)"}[op]
+        table(f"12 MP {title}", rounds(cases, reps), "poolcli", "poolcli's wall time ≤ the OpenCV script's")
 
 
 # --------------------------------------------------------------------------- 3. batch

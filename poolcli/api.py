@@ -637,8 +637,19 @@ def pool_spec(
                     divisor, p, seed, None)  # fmt: skip
 
 
-def apply_pool(image, spec: PoolSpec) -> np.ndarray:
-    """:func:`pool` with arguments already checked into a :class:`PoolSpec`."""
+def direct_pixels(image: np.ndarray, spec: PoolSpec) -> bool:
+    """Whether :func:`apply_pool` can give 8-bit pixels straight away (``as_pixels``): average
+    pooling of 8-bit images in non-overlapping windows, the common thumbnail case."""
+    return (
+        image.dtype == np.uint8 and spec.mode == "avg" and spec.output_size is None and spec.divisor is None
+        and spec.stride == spec.size and spec.padding == (0, 0) and spec.dilation == (1, 1)
+    )  # fmt: skip
+
+
+def apply_pool(image, spec: PoolSpec, *, as_pixels: bool = False) -> np.ndarray:
+    """:func:`pool` with arguments already checked into a :class:`PoolSpec`.  ``as_pixels``
+    (where :func:`direct_pixels` allows it): uint8 pixels, exactly what rounding the float32
+    result by the ``clip`` rule gives, without the float32 array (for the command line)."""
     eng = engine().pool
     mode, p, divisor, seed = spec.mode, spec.p, spec.divisor, spec.seed
     count_include_pad, output_size, ceil_mode = spec.count_include_pad, spec.output_size, spec.ceil_mode
@@ -687,11 +698,12 @@ def apply_pool(image, spec: PoolSpec) -> np.ndarray:
             run_compiled(eng.pool_extreme, img, rstart, rcount, dh, cstart, ccount, dw, sign, fill, hk, row_blocks(oh),
                          out)  # fmt: skip
     elif mode in ("avg", "lp"):
-        out = np.empty((oh, ow, C), np.float32)
+        pixels = as_pixels and fast and direct_pixels(img, spec)
+        out = np.empty((oh, ow, C), np.uint8 if pixels else np.float32)
         # float32 sums are exact for 8-bit pixels (up to 65,793 per window); else float64
         acc_like = np.zeros(0, np.float32 if img.dtype == np.uint8 and mode == "avg" else np.float64)
         if mode == "avg" and fast and divisor is None:
-            run_compiled(eng.pool_avg_blocks, img, kh, kw, row_blocks(oh), acc_like, out)
+            run_compiled(eng.pool_avg_blocks, img, kh, kw, row_blocks(oh), acc_like, 255.0 if pixels else 0.0, out)
         else:
             if mode == "avg":
                 power, mul = 1.0, 1.0

@@ -313,7 +313,12 @@ def process_file(
         compiled = take_compile_ms()
         res.load_ms = (t1 - t0) * 1e3 - compiled
         panels = [("input", pic.pixels, pic.colour.shape[2])] if montage else None
-        out = job.apply(pic, panels=panels) if montage else job.apply(pic)
+        if montage:
+            out = job.apply(pic, panels=panels)
+        elif task.fmt != "npy" and getattr(job, "command", "") == "pool":
+            out = job.apply(pic, pixels=True)  # 8-bit average pooling gives the pixels at once
+        else:
+            out = job.apply(pic)
         t2 = time.perf_counter()
         res.compile_ms = take_compile_ms()
         res.compute_ms = (t2 - t1) * 1e3 - res.compile_ms
@@ -676,7 +681,8 @@ def _warm(job, fmt: str) -> float:
         for channels in (1, 3):
             pic = Picture(np.zeros((16, 16, channels), np.uint8), False, "RGB")
             try:
-                for _, ready in prepare(job, job.apply(pic), pic.pixels.dtype, fmt, "warm-up"):
+                result = job.apply(pic, pixels=True) if getattr(job, "command", "") == "pool" else job.apply(pic)
+                for _, ready in prepare(job, result, pic.pixels.dtype, fmt, "warm-up"):
                     if not isinstance(ready, bytes):
                         images.decode(images.encode(ready, pic.alpha, fmt), "warm-up")
             except ImageError:

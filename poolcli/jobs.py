@@ -179,9 +179,10 @@ class PoolJob:
             parts.append("gray")
         return "_".join(parts)
 
-    def apply(self, pic: Picture, panels: list | None = None) -> Result:
-        """The result; ``panels`` (for a montage) gets the pooled map, titled."""
-        out = api.apply_pool(pic.pixels, self.spec)
+    def apply(self, pic: Picture, panels: list | None = None, *, pixels: bool = False) -> Result:
+        """The result; ``panels`` (for a montage) gets the pooled map, titled.  ``pixels``: the
+        result will be written as pixels, so 8-bit average pooling may give them directly."""
+        out = api.apply_pool(pic.pixels, self.spec, as_pixels=pixels and panels is None and not self.is_global)
         if panels is not None:
             panels.append((f"pool {self.tag}", out, pic.colour.shape[2]))
         values = [float(v) for v in out.reshape(-1, out.shape[2])[0]] if self.is_global else None

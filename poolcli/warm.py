@@ -38,6 +38,7 @@ def steps(parallel: bool) -> dict[str, list[tuple[str, Callable[[], object]]]]:
             for mode in api.MODES:
                 api.pool(img, mode, 2, seed=0)
                 api.pool(img, mode, 3, stride=2, padding=1, seed=0)
+            api.apply_pool(img, api.pool_spec("avg", 2), as_pixels=True)  # 8-bit pixels directly
 
         return go
 

@@ -495,9 +495,9 @@ def test_a_bug_is_exit_70_with_the_report_written(tmp_path):
     script = (
         "import sys, poolcli.jobs as j\n"
         "apply = j.PoolJob.apply\n"
-        "def broken(self, pic):\n"
+        "def broken(self, pic, **kw):\n"
         "    if pic.pixels[0, 0, 0] == 1: raise RuntimeError('boom')\n"
-        "    return apply(self, pic)\n"
+        "    return apply(self, pic, **kw)\n"
         "j.PoolJob.apply = broken\n"
         "from poolcli.cli import main\n"
         "sys.argv = ['poolcli'] + sys.argv[1:]\n"

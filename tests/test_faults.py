@@ -85,7 +85,7 @@ def test_running_out_of_memory_mid_run_is_named(tmp_path):
     (tmp_path / "a.png").write_bytes(encoded(photo(), "PNG"))
     script = (
         "import sys, poolcli.jobs as j\n"
-        "def broken(self, pic): raise MemoryError\n"
+        "def broken(self, pic, **kw): raise MemoryError\n"
         "j.PoolJob.apply = broken\n"
         "from poolcli.cli import main\n"
         "sys.argv = ['poolcli'] + sys.argv[1:]\n"

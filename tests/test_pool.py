@@ -315,3 +315,20 @@ def test_torch_adaptive(torch, out):
         poolcli.pool(x, "avg", output_size=out),
         _n(torch.nn.functional.adaptive_avg_pool2d(_t(torch, x), out)), rtol=1e-6,
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("shape", [(101, 64, 3), (64, 63, 1), (40, 40, 4), (30, 31, 2), (9, 7, 3)])
+@pytest.mark.parametrize("size", [2, 3, (2, 3), 4])
+def test_avg_pool_straight_to_pixels_equals_rounding_the_float_result(shape, size):
+    """The command line's 8-bit average pooling gives exactly the float32 result rounded by the
+    clip rule (round half to even), alpha included."""
+    from poolcli import api, images
+
+    img = np.random.default_rng(sum(shape)).integers(0, 256, shape).astype(np.uint8)
+    spec = api.pool_spec("avg", size)
+    assert api.direct_pixels(img, spec)
+    got = api.apply_pool(img, spec, as_pixels=True)
+    assert got.dtype == np.uint8
+    want = images.to_pixels(api.apply_pool(img, spec), np.uint8, "clip", shape[2])
+    np.testing.assert_array_equal(got, want)
+    assert not api.direct_pixels(img, api.pool_spec("avg", size, padding=1 if size != (2, 3) else 0, stride=1))

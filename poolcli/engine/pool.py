@@ -194,11 +194,13 @@ def pool_sum(img, rstart, rcount, dh, cstart, ccount, dw, power, div, mul, acc_l
 
 
 @pjit
-def pool_avg_blocks(img, kh, kw, nch, acc_like, out):
+def pool_avg_blocks(img, kh, kw, nch, acc_like, top, out):
     """Non-overlapping average pooling (stride = window, no padding or dilation), float32.
 
     Window rows are summed element-wise (vectorised), then neighbouring columns, with unrolled
-    loops for the common 2-wide window on 1, 3 and 4 channels.
+    loops for the common 2-wide window on 1, 3 and 4 channels.  With ``top`` > 0 each float32
+    mean is stored as a pixel (rounded half to even, clipped to 0…top: exactly what
+    :func:`poolcli.engine.pixels.quantize` makes of it) in an integer ``out``.
     """
     H, W, C = img.shape
     OH, OW = out.shape[0], out.shape[1]
@@ -223,12 +225,12 @@ def pool_avg_blocks(img, kh, kw, nch, acc_like, out):
             if kw == 2 and C == 3 and inv != 0:
                 for ox in range(OW):
                     b = 6 * ox
-                    orow[3 * ox] = (tmp[b] + tmp[b + 3]) * inv
-                    orow[3 * ox + 1] = (tmp[b + 1] + tmp[b + 4]) * inv
-                    orow[3 * ox + 2] = (tmp[b + 2] + tmp[b + 5]) * inv
+                    orow[3 * ox] = _store((tmp[b] + tmp[b + 3]) * inv, top)
+                    orow[3 * ox + 1] = _store((tmp[b + 1] + tmp[b + 4]) * inv, top)
+                    orow[3 * ox + 2] = _store((tmp[b + 2] + tmp[b + 5]) * inv, top)
             elif kw == 2 and C == 1 and inv != 0:
                 for ox in range(OW):
-                    orow[ox] = (tmp[2 * ox] + tmp[2 * ox + 1]) * inv
+                    orow[ox] = _store((tmp[2 * ox] + tmp[2 * ox + 1]) * inv, top)
             else:
                 for ox in range(OW):
                     base = ox * kw * C
@@ -236,7 +238,17 @@ def pool_avg_blocks(img, kh, kw, nch, acc_like, out):
                         acc = tmp[base + c]
                         for j in range(1, kw):
                             acc += tmp[base + j * C + c]
-                        orow[ox * C + c] = acc / area
+                        orow[ox * C + c] = _store(np.float32(acc / area), top)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _store(v, top):
+    """The float32 value ``v`` as stored: itself, or (top > 0) rounded half to even and clipped."""
+    if top > 0:
+        r = np.rint(np.float64(v))
+        r = r if r > 0.0 else 0.0
+        return r if r < top else top
+    return np.float64(v)
 
 
 @pjit
