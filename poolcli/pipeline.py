@@ -123,7 +123,7 @@ def _arguments(op: ops.Operation, tokens: list[str], number: int, text: str) -> 
             key, _, raw = token.partition("=")
             key = key.strip().lower().replace("-", "_")
             param = op.param(key)
-            if param is None or key in op.positional and op.kind != "elementwise":
+            if param is None:
                 known = ", ".join(p.name for p in op.params) or "none"
                 close = difflib.get_close_matches(key, [p.name for p in op.params], n=1, cutoff=0.5)
                 hint = f"; did you mean '{close[0]}'?" if close else ""

@@ -124,6 +124,14 @@ def test_the_api_convolve_takes_every_kernel_form(tmp_path):
         np.testing.assert_array_equal(poolcli.convolve(img, form), want)
 
 
+def test_positional_values_may_be_named():
+    x = np.arange(16, dtype=np.float32).reshape(4, 4)
+    np.testing.assert_array_equal(poolcli.run(x, "pool max size=2"), poolcli.run(x, "max 2"))
+    np.testing.assert_array_equal(poolcli.run(x, "clip low=0 high=5"), poolcli.run(x, "clip 0 5"))
+    with pytest.raises(ValueError, match="'size' is given twice"):
+        Pipeline.parse("max 2 size=3")
+
+
 def test_parse_and_describe():
     pipe = Pipeline.parse("gaussian sigma=2 | sobel | relu | max 2")
     assert [s.op.name for s in pipe.stages] == ["conv", "conv", "relu", "max"]
