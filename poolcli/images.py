@@ -798,13 +798,13 @@ def png_picture(header: tuple[int, int, int, int], raw, extras: dict, name: str,
         C += 1
     meta = Meta(extras.get("icc"), extras.get("dpi"), None)
     if "exif" in extras:
-        pixels, meta.exif = apply_orientation(pixels, b"Exif\0\0" + extras["exif"], name)
+        pixels, meta.exif = apply_orientation(pixels, b"Exif\0\0" + extras["exif"])
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[C]
     pic = Picture(np.ascontiguousarray(pixels), C in (2, 4), mode + (";16" if depth == 16 else ""), meta)
     return _gray(pic) if gray else pic
 
 
-def apply_orientation(pixels: np.ndarray, exif: bytes, name: str) -> tuple[np.ndarray, bytes | None]:
+def apply_orientation(pixels: np.ndarray, exif: bytes) -> tuple[np.ndarray, bytes | None]:
     """(pixels turned upright by the EXIF orientation tag, the EXIF with orientation 1)."""
     try:
         from PIL import Image

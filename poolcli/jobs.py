@@ -74,10 +74,6 @@ class ConvolveJob:
         return cls(spec, name, bool(gray), str(scale).lower(), params, bool(flip))
 
     @property
-    def kernel(self) -> np.ndarray:
-        return self.spec.kernel
-
-    @property
     def tag(self) -> str:
         """``sobel``, ``gaussian_sigma2``, ``sharpen_mirror_s2_d2_flip_gray_abs``, ``custom-1a2b3c4d``."""
         s = self.spec
