@@ -412,43 +412,73 @@ def apply_convolve(image, spec: ConvolveSpec) -> np.ndarray:
 
 
 def _correlate(img: np.ndarray, k: np.ndarray, mode: str, cval: float, stride: int, dilation: int) -> np.ndarray:
-    eng = engine().convolve
-    H, W, C = img.shape
-    kh, kw = k.shape[-2:]
-    eh, ew = (kh - 1) * dilation, (kw - 1) * dilation
-    if mode == "valid":
-        fh, fw = H - eh, W - ew
-        if fh < 1 or fw < 1:
-            raise ImageError(
-                f"image {W}x{H} is smaller than the kernel's reach {ew + 1}x{eh + 1} with boundary 'valid'"
-            )
-        top = left = 0
-        rowmap = np.arange(H, dtype=np.int64)
-        colmap = np.arange(W, dtype=np.int64)
-    else:
-        fh, fw = H, W
-        top, left = (kh // 2) * dilation, (kw // 2) * dilation
-        rowmap = index_map(H, top, eh - top, mode)
-        colmap = index_map(W, left, ew - left, mode)
-    out = np.empty(((fh - 1) // stride + 1, (fw - 1) // stride + 1, C), np.float32)
-    head = (img, rowmap, colmap, left, np.float32(cval), stride, row_blocks(out.shape[0]))
-    kernels = [k] if k.ndim == 2 else [k[0], k[1]]
-    factors = [_rank1(kk) for kk in kernels]
-    if all(f is not None for f in factors) and (
-        len(kernels) == 2 or np.count_nonzero(factors[0][0]) + np.count_nonzero(factors[0][1]) < np.count_nonzero(k)
-    ):
-        roffs = np.arange(kh, dtype=np.int64) * dilation
-        rsel, rw, rcount = _taps([f[0] for f in factors])
-        csel, cw, ccount = _taps([f[1] for f in factors])
-        run_compiled(eng.correlate_separable, *head, roffs, rsel, rw, rcount, csel * dilation, cw, ccount, out)
-        return out
-    if len(kernels) == 2:
-        other = np.empty_like(out)
-        _correlate_taps(eng, head, kernels[0], dilation, out)
-        _correlate_taps(eng, head, kernels[1], dilation, other)
-        return np.hypot(out, other, out=out)
-    _correlate_taps(eng, head, k, dilation, out)
+    plan = ConvPlan(img.shape, ConvolveSpec(k, mode, cval, stride, dilation))
+    out = np.empty((plan.oh, plan.ow, img.shape[2]), np.float32)
+    plan.compute(img, plan.rowmap, out)
     return out
+
+
+class ConvPlan:
+    """How :func:`apply_convolve` computes an image of one shape, split so that any band of
+    output rows can be computed alone from the source rows it needs (:mod:`poolcli.bands`),
+    through the same compiled loops with the same arguments: bit-identical by construction.
+
+    ``rowmap`` gives the source row of every padded row (−1: the constant); output row ``y``
+    reads padded rows ``y·stride … y·stride + span − 1``.
+    """
+
+    def __init__(self, shape: tuple[int, int, int], spec: ConvolveSpec):
+        H, W, C = shape
+        k, mode, dilation = spec.kernel, spec.boundary, spec.dilation
+        kh, kw = k.shape[-2:]
+        eh, ew = (kh - 1) * dilation, (kw - 1) * dilation
+        if mode == "valid":
+            fh, fw = H - eh, W - ew
+            if fh < 1 or fw < 1:
+                raise ImageError(
+                    f"image {W}x{H} is smaller than the kernel's reach {ew + 1}x{eh + 1} with boundary 'valid'"
+                )
+            self.top = self.left = 0
+            self.rowmap = np.arange(H, dtype=np.int64)
+            self.colmap = np.arange(W, dtype=np.int64)
+        else:
+            fh, fw = H, W
+            self.top, self.left = (kh // 2) * dilation, (kw // 2) * dilation
+            self.rowmap = index_map(H, self.top, eh - self.top, mode)
+            self.colmap = index_map(W, self.left, ew - self.left, mode)
+        self.spec, self.dilation, self.stride, self.span = spec, dilation, spec.stride, eh + 1
+        self.oh, self.ow = (fh - 1) // spec.stride + 1, (fw - 1) // spec.stride + 1
+        self.kernels = [k] if k.ndim == 2 else [k[0], k[1]]
+        factors = [_rank1(kk) for kk in self.kernels]
+        self.separable = all(f is not None for f in factors) and (
+            len(self.kernels) == 2
+            or np.count_nonzero(factors[0][0]) + np.count_nonzero(factors[0][1]) < np.count_nonzero(k)
+        )
+        if self.separable:
+            self.roffs = np.arange(kh, dtype=np.int64) * dilation
+            self.rsel, self.rw, self.rcount = _taps([f[0] for f in factors])
+            csel, self.cw, self.ccount = _taps([f[1] for f in factors])
+            self.csel = csel * dilation
+
+    def padded_rows(self, y0: int, y1: int) -> np.ndarray:
+        """The source row (−1: the constant) of each padded row that output rows y0 … y1 − 1 read."""
+        return self.rowmap[y0 * self.stride : (y1 - 1) * self.stride + self.span]
+
+    def compute(self, img: np.ndarray, rowmap: np.ndarray, out: np.ndarray) -> None:
+        """``out`` (rows, OW, C) float32: the output rows whose padded rows ``rowmap`` maps to
+        rows of ``img`` (the whole image and :attr:`rowmap`, or a band of both)."""
+        eng = engine().convolve
+        head = (img, rowmap, self.colmap, self.left, np.float32(self.spec.cval), self.stride, row_blocks(out.shape[0]))
+        if self.separable:
+            args = (self.roffs, self.rsel, self.rw, self.rcount, self.csel, self.cw, self.ccount, out)
+            run_compiled(eng.correlate_separable, *head, *args)
+        elif len(self.kernels) == 2:
+            other = np.empty_like(out)
+            _correlate_taps(eng, head, self.kernels[0], self.dilation, out)
+            _correlate_taps(eng, head, self.kernels[1], self.dilation, other)
+            np.hypot(out, other, out=out)
+        else:
+            _correlate_taps(eng, head, self.kernels[0], self.dilation, out)
 
 
 def _taps(vectors):
@@ -650,41 +680,82 @@ def apply_pool(image, spec: PoolSpec, *, as_pixels: bool = False) -> np.ndarray:
     """:func:`pool` with arguments already checked into a :class:`PoolSpec`.  ``as_pixels``
     (where :func:`direct_pixels` allows it): uint8 pixels, exactly what rounding the float32
     result by the ``clip`` rule gives, without the float32 array (for the command line)."""
-    eng = engine().pool
-    mode, p, divisor, seed = spec.mode, spec.p, spec.divisor, spec.seed
-    count_include_pad, output_size, ceil_mode = spec.count_include_pad, spec.output_size, spec.ceil_mode
     squeeze = np.ndim(image) == 2
     img = _as_image(image)
-    H, W, C = img.shape
+    plan = PoolPlan(img.shape, img.dtype, spec, as_pixels=as_pixels)
+    out = np.empty((plan.oh, plan.ow, img.shape[2]), plan.dtype)
+    plan.compute(img, 0, 0, plan.oh, out)
+    return out[:, :, 0] if squeeze else out
 
-    if output_size is not None:
-        oh, ow = output_size
-        rstart, rcount = _adaptive_windows(H, oh)
-        cstart, ccount = _adaptive_windows(W, ow)
-        dh = dw = 1
-        kh = kw = 0
-        fast = False
-        rpad = rval = rcount
-        cpad = cval = ccount
-    else:
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = spec.size, spec.stride, spec.padding, spec.dilation
-        oh = pool_output_size(H, kh, sh, ph, dh, ceil_mode)
-        ow = pool_output_size(W, kw, sw, pw, dw, ceil_mode)
-        if oh < 1 or ow < 1:
-            raise ImageError(
-                f"image {W}x{H} is smaller than the pooling window "
-                f"{dw * (kw - 1) + 1}x{dh * (kh - 1) + 1} (with padding {pw}x{ph})"
-            )
-        rstart, rcount, rpad, rval = _axis_windows(H, kh, sh, ph, dh, oh)
-        cstart, ccount, cpad, cval = _axis_windows(W, kw, sw, pw, dw, ow)
-        fast = (sh, sw) == (kh, kw) and ph == pw == 0 and dh == dw == 1 and oh * kh <= H and ow * kw <= W
 
-    if mode in ("max", "min"):
-        out = np.empty((oh, ow, C), img.dtype)
-        sign = 1 if mode == "max" else -1
-        if fast:
-            run_compiled(eng.pool_extreme_blocks, img, kh, kw, sign, row_blocks(oh), out)
+_GOLDEN = 0x9E3779B97F4A7C15  # SplitMix64's increment (engine.pool._uniform)
+
+
+class PoolPlan:
+    """How :func:`apply_pool` pools an image of one shape and dtype, split so that any band of
+    output rows can be computed alone from the band of source rows its windows cover
+    (:mod:`poolcli.bands`), through the same compiled loops: bit-identical by construction.
+    A random stochastic seed is drawn once here, so every band uses the same one."""
+
+    def __init__(self, shape: tuple[int, int, int], dtype, spec: PoolSpec, *, as_pixels: bool = False):
+        H, W, C = shape
+        self.spec, self.H, self.mode = spec, H, spec.mode
+        dtype = np.dtype(dtype)
+        if spec.output_size is not None:
+            oh, ow = spec.output_size
+            self.rstart, self.rcount = _adaptive_windows(H, oh)
+            self.cstart, self.ccount = _adaptive_windows(W, ow)
+            self.dh = self.dw = 1
+            kh = kw = 0
+            self.fast = False
+            self.rpad = self.rval = self.rcount
+            self.cpad = self.cval = self.ccount
         else:
+            (kh, kw), (sh, sw), (ph, pw), (dh, dw) = spec.size, spec.stride, spec.padding, spec.dilation
+            oh = pool_output_size(H, kh, sh, ph, dh, spec.ceil_mode)
+            ow = pool_output_size(W, kw, sw, pw, dw, spec.ceil_mode)
+            if oh < 1 or ow < 1:
+                raise ImageError(
+                    f"image {W}x{H} is smaller than the pooling window "
+                    f"{dw * (kw - 1) + 1}x{dh * (kh - 1) + 1} (with padding {pw}x{ph})"
+                )
+            self.rstart, self.rcount, self.rpad, self.rval = _axis_windows(H, kh, sh, ph, dh, oh)
+            self.cstart, self.ccount, self.cpad, self.cval = _axis_windows(W, kw, sw, pw, dw, ow)
+            self.dh, self.dw = dh, dw
+            self.fast = (sh, sw) == (kh, kw) and ph == pw == 0 and dh == dw == 1 and oh * kh <= H and ow * kw <= W
+        self.oh, self.ow, self.kh, self.kw = oh, ow, kh, kw
+        self.pixels = as_pixels and self.fast and direct_pixels(np.empty(0, dtype), spec)
+        if spec.mode in ("max", "min", "median", "stochastic"):
+            self.dtype = dtype
+        else:
+            self.dtype = np.dtype(np.uint8 if self.pixels else np.float32)
+        self.seed = spec.seed if spec.seed is not None else 0
+        if spec.mode == "stochastic" and spec.seed is None:
+            self.seed = int(np.random.SeedSequence().entropy) & 0x7FFFFFFFFFFFFFFF
+
+    def source_rows(self, y0: int, y1: int) -> tuple[int, int]:
+        """[lo, hi): the source rows that output rows y0 … y1 − 1 read."""
+        if self.fast:
+            return y0 * self.kh, y1 * self.kh
+        first = self.rstart[y0:y1]
+        last = first + (self.rcount[y0:y1] - 1) * self.dh
+        return max(0, int(first.min())), min(self.H, int(last.max()) + 1)
+
+    def compute(self, img: np.ndarray, lo: int, y0: int, y1: int, out: np.ndarray) -> None:
+        """``out``: output rows y0 … y1 − 1, from ``img`` holding source rows lo … (the whole
+        image with lo = 0, or the band :meth:`source_rows` names)."""
+        eng = engine().pool
+        spec, mode = self.spec, self.mode
+        if self.fast:
+            img = img[y0 * self.kh - lo : y1 * self.kh - lo]
+        rstart = self.rstart[y0:y1] - lo
+        rcount = self.rcount[y0:y1]
+        cstart, ccount, dh, dw, ow = self.cstart, self.ccount, self.dh, self.dw, self.ow
+        if mode in ("max", "min"):
+            sign = 1 if mode == "max" else -1
+            if self.fast:
+                run_compiled(eng.pool_extreme_blocks, img, self.kh, self.kw, sign, row_blocks(y1 - y0), out)
+                return
             # a window of padding only (possible with dilation) gets the reduction's identity
             if img.dtype.kind == "f":
                 fill = img.dtype.type(-np.inf if sign > 0 else np.inf)
@@ -693,38 +764,38 @@ def apply_pool(image, spec: PoolSpec, *, as_pixels: bool = False) -> np.ndarray:
                 fill = img.dtype.type(fill)
             # windows of one width, no dilation, covering at least half of each row together:
             # reduce the columns a whole row at a time (vectorised), then pick (max pool 3/2: 2.8x)
+            W = img.shape[1]
             width = int(ccount[0])
             hk = width if dw == 1 and (ccount == width).all() and width <= W and ow * width * 2 >= W else 0
-            run_compiled(eng.pool_extreme, img, rstart, rcount, dh, cstart, ccount, dw, sign, fill, hk, row_blocks(oh),
-                         out)  # fmt: skip
-    elif mode in ("avg", "lp"):
-        pixels = as_pixels and fast and direct_pixels(img, spec)
-        out = np.empty((oh, ow, C), np.uint8 if pixels else np.float32)
-        # float32 sums are exact for 8-bit pixels (up to 65,793 per window); else float64
-        acc_like = np.zeros(0, np.float32 if img.dtype == np.uint8 and mode == "avg" else np.float64)
-        if mode == "avg" and fast and divisor is None:
-            run_compiled(eng.pool_avg_blocks, img, kh, kw, row_blocks(oh), acc_like, 255.0 if pixels else 0.0, out)
-        else:
+            run_compiled(eng.pool_extreme, img, rstart, rcount, dh, cstart, ccount, dw, sign, fill, hk,
+                         row_blocks(y1 - y0), out)  # fmt: skip
+        elif mode in ("avg", "lp"):
+            # float32 sums are exact for 8-bit pixels (up to 65,793 per window); else float64
+            acc_like = np.zeros(0, np.float32 if img.dtype == np.uint8 and mode == "avg" else np.float64)
+            if mode == "avg" and self.fast and spec.divisor is None:
+                top = 255.0 if self.pixels else 0.0
+                run_compiled(eng.pool_avg_blocks, img, self.kh, self.kw, row_blocks(y1 - y0), acc_like, top, out)
+                return
+            rows = slice(y0, y1)
             if mode == "avg":
                 power, mul = 1.0, 1.0
-                if divisor is not None:
-                    div = np.full((oh, ow), float(divisor))
-                elif count_include_pad or output_size is not None:
-                    div = np.outer(rpad, cpad).astype(np.float64)
+                if spec.divisor is not None:
+                    div = np.full((y1 - y0, ow), float(spec.divisor))
+                elif spec.count_include_pad or spec.output_size is not None:
+                    div = np.outer(self.rpad[rows], self.cpad).astype(np.float64)
                 else:
-                    div = np.outer(rval, cval).astype(np.float64)
+                    div = np.outer(self.rval[rows], self.cval).astype(np.float64)
             else:
-                power = p
-                if output_size is not None:  # adaptive lp: (Σ x^p)^(1/p) over each window
-                    div, mul = np.ones((oh, ow)), 1.0
+                power = spec.p
+                if spec.output_size is not None:  # adaptive lp: (Σ x^p)^(1/p) over each window
+                    div, mul = np.ones((y1 - y0, ow)), 1.0
                 else:  # lp_pool2d = avg_pool2d(x^p, padding=0, ceil_mode) · kh·kw, then ^(1/p)
-                    div, mul = np.outer(rpad, cpad).astype(np.float64), float(kh * kw)
+                    div, mul = np.outer(self.rpad[rows], self.cpad).astype(np.float64), float(self.kh * self.kw)
             div = np.ascontiguousarray(div)
             run_compiled(eng.pool_sum, img, rstart, rcount, dh, cstart, ccount, dw, power, div, mul, acc_like, out)
-    else:
-        out = np.empty((oh, ow, C), img.dtype)
-        stochastic = mode == "stochastic"
-        if seed is None:
-            seed = int(np.random.SeedSequence().entropy) & 0x7FFFFFFFFFFFFFFF
-        run_compiled(eng.pool_select, img, rstart, rcount, dh, cstart, ccount, dw, stochastic, seed, out)
-    return out[:, :, 0] if squeeze else out
+        else:
+            seed = self.seed
+            if y0:  # the engine hashes (seed, oy·OW·C + …): shifting the seed shifts oy (mod 2⁶⁴)
+                seed = (seed + y0 * ow * img.shape[2] * _GOLDEN) & 0xFFFFFFFFFFFFFFFF
+                seed = seed - (1 << 64) if seed >= 1 << 63 else seed  # the same 64 bits, as int64
+            run_compiled(eng.pool_select, img, rstart, rcount, dh, cstart, ccount, dw, mode == "stochastic", seed, out)

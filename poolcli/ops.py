@@ -114,7 +114,13 @@ def _normalize(x, o, colour):
     import numpy as np
 
     x = _f32(x)
-    lo, hi = _colour_minmax(x, colour)
+    return stretch(x, *_colour_minmax(x, colour), colour)
+
+
+def stretch(x, lo: float, hi: float, colour: int):
+    """:func:`_normalize` with the range (of the whole image) given: float32 ``x`` stretched."""
+    import numpy as np
+
     out = x.copy()
     if hi > lo:
         out[:, :, :colour] = (x[:, :, :colour] - np.float32(lo)) / np.float32(hi - lo)

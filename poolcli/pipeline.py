@@ -357,3 +357,37 @@ def run(image, pipeline) -> np.ndarray:
     img = arr[:, :, None] if squeeze else arr
     out, _ = pipe.apply(img, img.shape[2])
     return out[:, :, 0] if squeeze and out.shape[2] == 1 else out
+
+
+def stage_rows(stage: Stage, src, colour: int):
+    """(:class:`poolcli.bands.Rows` of the stage's result on the rows ``src``, colour channels):
+    what :func:`_apply` gives, band by band (contract §10)."""
+    from . import bands
+
+    kind = stage.op.kind
+    if kind == "pool":
+        return bands.PoolRows(src, stage.spec), colour
+    if kind == "elementwise":
+        if stage.op.name == "normalize":
+            return bands.NormalizeRows(src, colour), colour
+        gray = stage.op.name == "gray" and colour == 3
+        if stage.op.name == "gray" and colour not in (1, 3):
+            stage.op.runner(np.zeros((1, 1, src.channels), np.float32), stage.spec, colour)  # its own message
+        run, spec = stage.op.runner, stage.spec
+        return bands.MapRows(src, lambda band: run(band, spec, colour), src.channels - 2 if gray else src.channels), (
+            1 if gray else colour
+        )
+    specs = stage.spec if stage.bank else (stage.spec,)
+    return bands.ConvolveRows(src, specs, colour), colour * len(specs)
+
+
+def pipeline_rows(pipeline: Pipeline, src, colour: int):
+    """(Rows of the pipeline's float32 result on the rows ``src``, colour channels), band by band."""
+    from . import bands
+
+    rows = src
+    for stage in pipeline.stages:
+        rows, colour = stage_rows(stage, rows, colour)
+    if rows.dtype != np.float32:
+        rows = bands.MapRows(rows, lambda band: band.astype(np.float32), rows.channels)
+    return rows, colour
