@@ -111,7 +111,6 @@ def _colour_minmax(x, colour: int) -> tuple[float, float]:
 
 def _normalize(x, o, colour):
     """(x − min) / (max − min) over the colour channels (NaN and ±inf passed over); flat → 0."""
-    import numpy as np
 
     x = _f32(x)
     return stretch(x, *_colour_minmax(x, colour), colour)
