@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import os
 import signal
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -49,6 +50,7 @@ class FileResult:
     stages: list[dict] | None = None  # a pipeline's stages and their milliseconds
     written: list[str] = field(default_factory=list)  # every file written (maps, --save-stages)
     notes: list[str] = field(default_factory=list)  # what was done that the user should know
+    band: int = 0  # rows per band when the image was streamed (contract §10), else 0
 
     @property
     def megapixels(self) -> float:
@@ -270,10 +272,14 @@ def same_file(a: str, b: str) -> bool:
 def process_file(
     task: Task, job, *, max_pixels: int | None, png_level: int, skip_existing: bool = False, strip: bool = False,
     quality: int | None = None, montage: str | None = None, png_threads: int | None = None, inflated=None,
+    stream: bool | None = None,
 ) -> FileResult:  # fmt: skip
     """Read, run ``job`` on, and write one image; every failure is returned, never raised.
 
     ``inflated`` is the input already read, checked and inflated by :class:`Prefetcher`.
+    ``stream``: True streams the image in bands of rows where its formats allow, False never
+    does, None (the default) streams images of more than :data:`STREAM_ABOVE` pixels where the
+    formats allow (contract §10).
     """
     from .api import engine, engine_loaded, take_compile_ms
 
@@ -288,6 +294,13 @@ def process_file(
         if same_file(task.source, task.dest):
             raise ImageError(f"{name}: refusing to overwrite the input with the output")
         take_compile_ms()
+        src = stream_source(task, job, stream, max_pixels, montage)
+        if src is not None:
+            try:
+                _process_streamed(task, job, src, res, png_level=png_level, strip=strip, png_threads=png_threads)
+            finally:
+                src.close()
+            return res
         t0 = time.perf_counter()
         data = None
         if inflated is None and task.source != "-" and not engine_loaded():
@@ -369,6 +382,173 @@ def process_file(
             )
             res.bug = traceback.format_exc()
     return res
+
+
+STREAM_ABOVE = 16_000_000  # pixels: larger images stream where their formats allow (--stream / --no-stream)
+BOMB_RATIO = 256  # pixels per byte of file above which an image over --max-pixels is a decompression bomb
+
+
+def stream_pixels(task: Task, job, stream: bool | None, max_pixels: int | None, montage: str | None) -> int | None:
+    """The input's pixel count when ``task`` should stream (contract §10), else None: both
+    ends are files of streamable formats, nothing needs the whole image (a montage, saved
+    stages), and ``stream`` is True or the image has more than :data:`STREAM_ABOVE` pixels.
+    ``max_pixels`` guards what would be held in memory, so it does not stop a streamed image.
+
+    An image over ``max_pixels`` streams only if its file holds at least one byte per
+    :data:`BOMB_RATIO` pixels: a small file that claims a huge image is a decompression bomb
+    (it would keep a core and the disk busy for nothing), and the whole path refuses it by the
+    limit, as before; ``--max-pixels 0`` lifts that too."""
+    from . import streams
+
+    if stream is False or task.source == "-" or task.dest == "-" or montage or task.fmt not in streams.STREAMS_OUT:
+        return None
+    if getattr(job, "save_stages", False):
+        return None
+    try:
+        st = os.stat(task.source)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None  # FIFOs and devices: the whole path refuses them
+    size = streams.image_size(task.source)
+    if size is None:
+        return None
+    pixels = size[0] * size[1]
+    over = bool(max_pixels) and pixels > max_pixels
+    if over and pixels > st.st_size * BOMB_RATIO:
+        return None
+    if stream is None and pixels <= STREAM_ABOVE:
+        return None
+    return pixels
+
+
+def stream_source(task: Task, job, stream: bool | None, max_pixels: int | None, montage: str | None):
+    """A :class:`~poolcli.bands.Rows` reading ``task``'s input band by band when it should and
+    can stream; None to read it whole."""
+    from . import streams
+
+    if stream_pixels(task, job, stream, max_pixels, montage) is None:
+        return None
+    try:
+        return streams.open_rows(task.source, task.source, gray=job.gray)
+    except streams.NotStreamable:
+        return None
+
+
+class _TimedRows:
+    """A Rows that adds the seconds its reads take to ``seconds`` (the load time)."""
+
+    def __init__(self, rows):
+        self.rows, self.seconds = rows, 0.0
+        for name in ("height", "width", "channels", "dtype", "shape"):
+            setattr(self, name, getattr(rows, name))
+
+    def read(self, n: int):
+        t0 = time.perf_counter()
+        try:
+            return self.rows.read(n)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def rewind(self) -> None:
+        self.rows.rewind()
+
+    def close(self) -> None:
+        self.rows.close()
+
+
+def _process_streamed(task: Task, job, src, res: FileResult, *, png_level: int, strip: bool,
+                      png_threads: int | None) -> None:  # fmt: skip
+    """:func:`process_file` band by band: the job's operations pull rows from ``src`` and each
+    band of the result is converted and written as it is ready (see :mod:`poolcli.bands`);
+    ``--scale normalize`` reads the result once for its range first.  Every output appears
+    whole or not at all."""
+    import contextlib
+
+    from . import bands, streams
+    from .api import take_compile_ms
+    from .jobs import Result
+
+    np = images.np
+    t0 = time.perf_counter()
+    res.height, res.width, res.channels = src.height, src.width, src.channels
+    res.dtype = str(src.dtype)
+    timed = _TimedRows(src)
+    banded = job.banded(timed, src.alpha, pixels=task.fmt != "npy")
+    rows, colour = banded.rows, banded.colour
+    res.out_height, res.out_width = rows.height, rows.width
+    step = bands.band_height(max(rows.width, src.width), max(rows.channels, src.channels), 4)
+    res.band = step
+    meta = None if strip else src.meta
+    source_dtype = np.dtype(src.dtype)
+    target = source_dtype if source_dtype.kind == "u" else np.dtype(np.uint8)
+    scale = banded.scale if source_dtype.kind == "u" or banded.scale != "clip" else "normalize"
+    # what goes to each file: (path, channels of the result it holds, colour channels among them)
+    if task.fmt == "npy":
+        outputs = [(task.dest, None, colour)]
+    elif banded.maps:
+        tail = list(range(colour, rows.channels))
+        outputs = [(suffixed(task.dest, f"_{n}"), [n, *tail], 1) for n in range(colour)]
+    else:
+        outputs = [(task.dest, None, colour)]
+    if task.fmt != "npy":
+        for _, pick, _ in outputs:
+            images.check_channels(len(pick) if pick else rows.channels, task.fmt)
+    floats = rows.dtype.kind == "f"
+    spans = [None] * len(outputs)
+    s0 = 0.0
+    if task.fmt != "npy" and floats and scale == "normalize":  # first pass: the range of each output
+        left = rows.height
+        while left > 0:
+            band = rows.read(min(step, left))
+            left -= band.shape[0]
+            for k, (_, pick, ncolour) in enumerate(outputs):
+                spans[k] = images.value_span(band if pick is None else band[:, :, pick], ncolour, spans[k])
+        rows.rewind()
+    with contextlib.ExitStack() as stack:
+        sinks = []
+        for path, pick, _ in outputs:
+            fh = stack.enter_context(images.atomic_output(path))
+            channels = len(pick) if pick else rows.channels
+            if task.fmt == "npy":
+                sample = job.npy(Result(np.zeros((1, 1, rows.channels), np.float32), colour, scale))
+                sinks.append(streams.NpySink(fh, rows.width, rows.height, sample.shape[2]))
+            elif task.fmt == "png":
+                sinks.append(streams.PngSink(fh, rows.width, rows.height, channels, target if floats else rows.dtype,
+                                             png_level, meta, png_threads or os.cpu_count() or 1))  # fmt: skip
+            else:
+                sink = streams.TiffSink(fh, rows.width, rows.height, channels, target if floats else rows.dtype, meta)
+                stack.callback(sink.abort)
+                sinks.append(sink)
+        left = rows.height
+        while left > 0:
+            band = rows.read(min(step, left))
+            if band.shape[0] == 0:
+                raise ImageError(f"{task.source}: the image ended early")
+            left -= band.shape[0]
+            if res.values is None and getattr(job, "is_global", False):
+                res.values = [float(v) for v in band.reshape(-1, band.shape[2])[0]]
+            s1 = time.perf_counter()
+            for sink, (_, pick, ncolour), span in zip(sinks, outputs, spans):
+                if task.fmt == "npy":
+                    sink.write(job.npy(Result(band, colour, scale)))
+                    continue
+                part = band if pick is None else band[:, :, pick]
+                if floats:
+                    part = images.to_pixels(part, target, scale, ncolour, span)
+                sink.write(part)
+            s0 += time.perf_counter() - s1
+        s1 = time.perf_counter()
+        for sink in sinks:
+            sink.close()
+    res.written.extend(path for path, _, _ in outputs)
+    total = time.perf_counter() - t0
+    s0 += time.perf_counter() - s1
+    compiled = take_compile_ms()
+    res.compile_ms += compiled
+    res.load_ms = timed.seconds * 1e3
+    res.save_ms = s0 * 1e3
+    res.compute_ms = max(0.0, total * 1e3 - res.load_ms - res.save_ms - compiled)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -705,6 +885,7 @@ def run(
     montage: str | None = None,
     executor: str = "local",
     scheduler: str | None = None,
+    stream: bool | None = None,
     on_result: Callable[[FileResult], None] = lambda r: None,
 ) -> list[FileResult]:
     """Run every task; ``jobs`` > 1 uses that many worker processes, one compute thread each
@@ -716,7 +897,7 @@ def run(
     """
     results: list[FileResult] = []
     kwargs = dict(max_pixels=max_pixels, png_level=png_level, skip_existing=skip_existing, strip=strip, quality=quality,
-                  montage=montage)  # fmt: skip
+                  montage=montage, stream=stream)  # fmt: skip
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     if len(tasks) > 1:
         _reuse_freed_memory()  # inherited by the helper and the workers this process forks
@@ -767,7 +948,10 @@ def _prepare_workers(job, tasks: list[Task], kwargs: dict):
         forkable = numba.config.THREADING_LAYER == "workqueue"
     else:  # Numba reads the same variable when it is imported
         forkable = os.environ.get("NUMBA_THREADING_LAYER") == "workqueue"
-    prefetcher = Prefetcher(tasks, kwargs["max_pixels"], kwargs["skip_existing"]) if forkable else None
+    prefetcher = None
+    if forkable:  # images that will stream are read by their worker, band by band
+        whole = [t for t in tasks if stream_pixels(t, job, kwargs["stream"], kwargs["max_pixels"], None) is None]
+        prefetcher = Prefetcher(whole, kwargs["max_pixels"], kwargs["skip_existing"])
     try:
         warm_ms = _warm(job, tasks[0].fmt)
     finally:

@@ -81,6 +81,10 @@ EXECUTOR = typer.Option("local", "--executor", help="local (worker processes her
 SCHEDULER = typer.Option(
     None, "--scheduler", help="Dask scheduler tcp://HOST:PORT (default: $POOLCLI_SCHEDULER, else in-process)."
 )
+STREAM = typer.Option(
+    None, "--stream/--no-stream",
+    help="Stream PNG, TIFF and .npy images in bands of rows (flat memory): default for images over 16 MP.",
+)  # fmt: skip
 SHARD = typer.Option(None, "--shard", help="K/N: process only the K-th of N slices of the inputs (job arrays).")
 
 
@@ -105,6 +109,7 @@ class RunOptions:
     executor: str = "local"
     scheduler: str | None = None
     shard: str | None = None
+    stream: bool | None = None
     debug: bool = False
 
 
@@ -114,7 +119,8 @@ _COMMON = {  # name: (type, Typer option), in the order --help lists them
     "jobs": (int | None, JOBS), "recursive": (bool, RECURSIVE), "skip_existing": (bool, SKIP),
     "max_pixels": (int, MAX_PIXELS), "compress_level": (int | None, LEVEL), "strip": (bool, STRIP),
     "quality": (int | None, QUALITY), "montage": (str | None, MONTAGE), "executor": (str, EXECUTOR),
-    "scheduler": (str | None, SCHEDULER), "shard": (str | None, SHARD), "debug": (bool, DEBUG),
+    "scheduler": (str | None, SCHEDULER), "shard": (str | None, SHARD), "stream": (bool | None, STREAM),
+    "debug": (bool, DEBUG),
 }  # fmt: skip
 
 
@@ -253,7 +259,7 @@ def _execute(command: str, job, settings: dict, inputs, opts: RunOptions) -> Non
         results = batch.run(
             tasks, job, jobs=n_jobs, max_pixels=max_pixels or None, png_level=level,
             skip_existing=skip_existing, strip=strip, quality=quality, montage=montage, executor=executor,
-            scheduler=scheduler, on_result=on_result,
+            scheduler=scheduler, stream=opts.stream, on_result=on_result,
         )  # fmt: skip
     except batch.Interrupted as exc:
         results, interrupted = exc.results, True

@@ -11,6 +11,7 @@ smaller files, and keeps 16 bits per channel for colour, which Pillow reduces to
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import stat
@@ -401,15 +402,17 @@ def _gray(pic: Picture) -> Picture:
 # --------------------------------------------------------------------------- writing
 
 
-def to_pixels(result: np.ndarray, dtype, scale: str, colour_channels: int) -> np.ndarray:
+def to_pixels(result: np.ndarray, dtype, scale: str, colour_channels: int, span=None) -> np.ndarray:
     """Round a float (H, W, C) result into ``dtype`` pixels by the ``--scale`` rule.
 
     ``clip``: round to nearest, clip to the type's range.  ``abs``: absolute value, then clip.
     ``normalize``: one min–max stretch over the colour channels (alpha is only clipped) to the
-    full range; a flat image becomes 0.  One compiled pass over the interleaved channels.
+    full range; a flat image becomes 0.  ``span``: the (min, max) of the whole image when
+    ``result`` is one band of it (:func:`value_span`).  One compiled pass over the interleaved
+    channels.
     """
-    from .api import row_blocks, run_compiled
-    from .engine.pixels import colour_range, quantize
+    from .api import run_compiled
+    from .engine.pixels import quantize
 
     top = float(np.iinfo(dtype).max)
     H, W, C = result.shape
@@ -417,16 +420,28 @@ def to_pixels(result: np.ndarray, dtype, scale: str, colour_channels: int) -> np
     out = np.empty(result.shape, dtype)
     rule, lo, gain = {"abs": 1, "normalize": 2}.get(scale, 0), 0.0, 1.0
     if rule == 2:
-        nch = row_blocks(H)
-        lohi = np.empty((nch, 2), np.float64)
-        run_compiled(colour_range, flat, C, colour_channels, nch, lohi)
-        lo, hi = float(lohi[:, 0].min()), float(lohi[:, 1].max())
+        lo, hi = span if span is not None else value_span(result, colour_channels)
         if hi > lo and np.isfinite(lo) and np.isfinite(hi):
             gain = top / (hi - lo)
         else:
             lo, gain = 0.0, 0.0  # flat: every colour pixel becomes 0
     run_compiled(quantize, flat, C, colour_channels, rule, lo, gain, top, out.reshape(H, W * C))
     return out
+
+
+def value_span(result: np.ndarray, colour_channels: int, span=None) -> tuple[float, float]:
+    """(min, max) of the colour values of a float (H, W, C) result, NaN passed over; with
+    ``span`` (that of the bands before), of both together."""
+    from .api import row_blocks, run_compiled
+    from .engine.pixels import colour_range
+
+    H, W, C = result.shape
+    flat = np.ascontiguousarray(result).reshape(H, W * C)
+    nch = row_blocks(H)
+    lohi = np.empty((nch, 2), np.float64)
+    run_compiled(colour_range, flat, C, colour_channels, nch, lohi)
+    lo, hi = float(lohi[:, 0].min()), float(lohi[:, 1].max())
+    return (lo, hi) if span is None else (min(lo, span[0]), max(hi, span[1]))
 
 
 EIGHT_BIT_NOTE = "16-bit result written with 8 bits per channel ({fmt} holds 8)"
@@ -453,11 +468,7 @@ def encode(pixels: np.ndarray, alpha: bool, fmt: str, *, png_level: int = DEFAUL
     C = pixels.shape[2]
     if fmt == "jpg" and alpha:  # JPEG has no alpha channel: drop it
         pixels, alpha, C = pixels[:, :, :-1], False, C - 1
-    if not 1 <= C <= 4 or (fmt == "jpg" and C not in (1, 3)):
-        raise ImageError(
-            f"a {C}-channel result cannot be written as {fmt.upper()} (it holds gray, gray + alpha, RGB or "
-            "RGBA; JPEG gray or RGB); use --format npy for the raw result"
-        )
+    check_channels(C, fmt)
     if pixels.dtype == np.uint16 and not holds_16_bits(fmt):
         pixels = ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)  # format holds 8 bits
     meta = meta or Meta()
@@ -469,6 +480,15 @@ def encode(pixels: np.ndarray, alpha: bool, fmt: str, *, png_level: int = DEFAUL
         return _encode_pillow(pixels, fmt, meta, quality)
     except (OSError, ValueError, KeyError, TypeError) as exc:  # what Pillow raises for modes it cannot write
         raise ImageError(f"cannot write this {C}-channel result as {fmt.upper()} ({_one_line(str(exc))})") from None
+
+
+def check_channels(C: int, fmt: str) -> None:
+    """ImageError unless an image format holds C channels (1 to 4; JPEG 1 or 3)."""
+    if not 1 <= C <= 4 or (fmt == "jpg" and C not in (1, 3)):
+        raise ImageError(
+            f"a {C}-channel result cannot be written as {fmt.upper()} (it holds gray, gray + alpha, RGB or "
+            "RGBA; JPEG gray or RGB); use --format npy for the raw result"
+        )
 
 
 def _encode_pillow(pixels: np.ndarray, fmt: str, meta: Meta, quality: int | None) -> bytes:
@@ -516,6 +536,14 @@ def write_output(data: bytes, dest: str) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
+    with atomic_output(dest) as fh:
+        fh.write(data)
+
+
+@contextlib.contextmanager
+def atomic_output(dest: str):
+    """A binary file to write ``dest`` through: a temp file beside it, renamed into place when
+    the block ends, removed if it raises (outputs appear whole or not at all)."""
     folder = os.path.dirname(os.path.abspath(dest))
     # Ctrl-C or SIGTERM between creating the temp file and the try below would leave it behind:
     # they wait (blocked) until the try can remove it
@@ -530,8 +558,9 @@ def write_output(data: bytes, dest: str) -> None:
         raise ImageError(f"{dest}: cannot write to the output folder ({exc.strerror or exc})") from None
     try:
         _unblock(blocked)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        os.close(fd)
+        with open(tmp, "wb") as fh:  # by name: tifffile asks the file object for it
+            yield fh
         os.chmod(tmp, 0o644 & ~_umask())
         os.replace(tmp, dest)
     except BaseException as exc:
@@ -703,13 +732,12 @@ def png_extras(data: bytes, name: str) -> dict:
 def _png_walk(data: bytes, name: str):
     """((w, h, depth, colour type, interlace), IDAT bodies, extras) of a PNG whose samples have
     8 or 16 bits and no palette, every chunk's CRC checked; None for the others."""
-    w, h, depth, colour_type, method, filtering, interlace = struct.unpack(">IIBBBBB", data[16:29])
-    if method or filtering or interlace > 1 or w > 0x7FFFFFFF or h > 0x7FFFFFFF:
-        raise ImageError(f"{name}: truncated or corrupt image (illegal PNG header)")
-    if depth not in (8, 16) or colour_type not in _PNG_CHANNELS:
+    header = png_header(data[16:29], name)
+    if header is None:
         return None
+    colour_type = header[3]
     pos, idat, extras = 8, [], {}
-    if interlace:
+    if header[4]:
         extras["interlace"] = 1
     while pos < len(data):
         length, kind = struct.unpack(">I4s", data[pos : pos + 8])
@@ -717,34 +745,56 @@ def _png_walk(data: bytes, name: str):
         crc = data[pos + 8 + length : pos + 12 + length]
         if len(body) != length or len(crc) != 4:
             raise ImageError(f"{name}: truncated or corrupt image (chunk {kind.decode('latin-1')} cut short)")
-        if _crc32(body, _crc32(kind)) != struct.unpack(">I", crc)[0]:
-            raise ImageError(f"{name}: truncated or corrupt image (CRC error in {kind.decode('latin-1')} chunk)")
+        check_chunk(kind, body, crc, name)
         if kind == b"IDAT":
             idat.append(body)
         elif kind == b"IEND":
             break
-        elif kind == b"tRNS" and colour_type in (0, 2):
-            if len(body) != (2 if colour_type == 0 else 6):
-                raise ImageError(f"{name}: truncated or corrupt image (bad tRNS chunk)")
-            extras["trns"] = struct.unpack(f">{len(body) // 2}H", body)
-        elif kind == b"iCCP" and b"\0" in body[:80]:
-            stream = body[body.index(b"\0") + 2 :]
-            d = (_fast_zlib or zlib).decompressobj()
-            icc = d.decompress(stream, MAX_METADATA)
-            if not d.eof:  # cut short, or larger than any real profile: leave it out
-                icc = None
-            if icc:
-                extras["icc"] = icc
-        elif kind == b"pHYs" and len(body) == 9:
-            x, y, unit = struct.unpack(">IIB", body)
-            if unit == 1 and x and y:
-                extras["dpi"] = (x * 0.0254, y * 0.0254)
-        elif kind == b"eXIf" and body:
-            extras["exif"] = body
+        else:
+            png_extra(kind, body, colour_type, extras, name)
         pos += 12 + length
     if not idat:
         raise ImageError(f"{name}: truncated or corrupt image (no image data)")
-    return (w, h, depth, colour_type, interlace), idat, extras
+    return header, idat, extras
+
+
+def png_header(ihdr: bytes, name: str):
+    """(w, h, depth, colour type, interlace) from the IHDR body; None for palettes and bit
+    depths under 8 (Pillow reads those); ImageError for an illegal header."""
+    w, h, depth, colour_type, method, filtering, interlace = struct.unpack(">IIBBBBB", ihdr)
+    if method or filtering or interlace > 1 or w > 0x7FFFFFFF or h > 0x7FFFFFFF:
+        raise ImageError(f"{name}: truncated or corrupt image (illegal PNG header)")
+    if depth not in (8, 16) or colour_type not in _PNG_CHANNELS:
+        return None
+    return w, h, depth, colour_type, interlace
+
+
+def check_chunk(kind: bytes, body, crc: bytes, name: str) -> None:
+    """ImageError unless ``crc`` is the CRC of the chunk."""
+    if _crc32(body, _crc32(kind)) != struct.unpack(">I", crc)[0]:
+        raise ImageError(f"{name}: truncated or corrupt image (CRC error in {kind.decode('latin-1')} chunk)")
+
+
+def png_extra(kind: bytes, body: bytes, colour_type: int, extras: dict, name: str) -> None:
+    """Note in ``extras`` what an ancillary chunk says (tRNS, iCCP, pHYs, eXIf)."""
+    if kind == b"tRNS" and colour_type in (0, 2):
+        if len(body) != (2 if colour_type == 0 else 6):
+            raise ImageError(f"{name}: truncated or corrupt image (bad tRNS chunk)")
+        extras["trns"] = struct.unpack(f">{len(body) // 2}H", body)
+    elif kind == b"iCCP" and b"\0" in body[:80]:
+        stream = body[body.index(b"\0") + 2 :]
+        d = (_fast_zlib or zlib).decompressobj()
+        icc = d.decompress(stream, MAX_METADATA)
+        if not d.eof:  # cut short, or larger than any real profile: leave it out
+            icc = None
+        if icc:
+            extras["icc"] = icc
+    elif kind == b"pHYs" and len(body) == 9:
+        x, y, unit = struct.unpack(">IIB", body)
+        if unit == 1 and x and y:
+            extras["dpi"] = (x * 0.0254, y * 0.0254)
+    elif kind == b"eXIf" and body:
+        extras["exif"] = body
 
 
 def inflate_bounded(stream: bytes, expected: int, name: str) -> bytes:
@@ -787,6 +837,19 @@ def png_picture(header: tuple[int, int, int, int], raw, extras: dict, name: str,
             part = np.empty((ph, pw * bpp), np.uint8)
             run_compiled(unfilter, rows, bpp, part)
             plain.reshape(h, w, bpp)[y0::dy, x0::dx] = part.reshape(ph, pw, bpp)
+    pixels, C = png_pixels(plain, w, C, depth, extras)
+    meta = Meta(extras.get("icc"), extras.get("dpi"), None)
+    if "exif" in extras:
+        pixels, meta.exif = apply_orientation(pixels, b"Exif\0\0" + extras["exif"])
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[C]
+    pic = Picture(np.ascontiguousarray(pixels), C in (2, 4), mode + (";16" if depth == 16 else ""), meta)
+    return _gray(pic) if gray else pic
+
+
+def png_pixels(plain: np.ndarray, w: int, C: int, depth: int, extras: dict) -> tuple[np.ndarray, int]:
+    """(pixels, channels) of unfiltered scanlines (rows, w·bytes per pixel): 16-bit samples
+    made native, a tRNS colour key made alpha (the PNG specification's rule)."""
+    h = plain.shape[0]
     if depth == 16:
         pixels = plain.view(">u2").reshape(h, w, C).astype(np.uint16)
     else:
@@ -796,12 +859,19 @@ def png_picture(header: tuple[int, int, int, int], raw, extras: dict, name: str,
         opaque = (pixels != key.astype(pixels.dtype)).any(axis=2, keepdims=True)
         pixels = np.concatenate([pixels, (opaque * np.iinfo(pixels.dtype).max).astype(pixels.dtype)], axis=2)
         C += 1
-    meta = Meta(extras.get("icc"), extras.get("dpi"), None)
-    if "exif" in extras:
-        pixels, meta.exif = apply_orientation(pixels, b"Exif\0\0" + extras["exif"])
-    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[C]
-    pic = Picture(np.ascontiguousarray(pixels), C in (2, 4), mode + (";16" if depth == 16 else ""), meta)
-    return _gray(pic) if gray else pic
+    return pixels, C
+
+
+def exif_orientation(exif: bytes) -> int:
+    """The EXIF orientation tag (1–8; 1 when absent or unreadable) of ``Exif\\0\\0…`` bytes."""
+    try:
+        from PIL import Image
+
+        info = Image.Exif()
+        info.load(exif)
+        return int(info.get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - unreadable EXIF is dropped, as Pillow drops it
+        return 1
 
 
 def apply_orientation(pixels: np.ndarray, exif: bytes) -> tuple[np.ndarray, bytes | None]:
@@ -888,6 +958,14 @@ def _deflate(scanlines: np.ndarray, level: int, threads: int) -> list[bytes]:
     """A zlib stream of ``scanlines`` as a list of parts, compressed on up to ``threads`` threads
     (batch workers pass 1: their siblings use the other cores)."""
     data = memoryview(scanlines.reshape(-1))
+    body = deflate_pieces(data, level, threads, last=True)
+    return [bytes([0x78, 0x01]), *body, struct.pack(">I", _adler32(data) & 0xFFFFFFFF)]
+
+
+def deflate_pieces(data: memoryview, level: int, threads: int, *, last: bool) -> list[bytes]:
+    """Raw deflate of ``data`` in independent pieces joined by sync flushes (as pigz), on up to
+    ``threads`` threads; the final block ends the stream when ``last``.  No zlib header or
+    checksum: streams of several calls join into one."""
     pieces = [data[i : i + _PIECE] for i in range(0, len(data), _PIECE)] or [data]
 
     def compressor():
@@ -898,17 +976,15 @@ def _deflate(scanlines: np.ndarray, level: int, threads: int) -> list[bytes]:
 
     def squeeze(k: int) -> bytes:
         co = compressor()
-        last = k == len(pieces) - 1
-        return co.compress(pieces[k]) + co.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+        end = last and k == len(pieces) - 1
+        return co.compress(pieces[k]) + co.flush(zlib.Z_FINISH if end else zlib.Z_SYNC_FLUSH)
 
     if threads > 1 and len(pieces) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(min(threads, len(pieces))) as pool:
-            body = list(pool.map(squeeze, range(len(pieces))))
-    else:
-        body = [squeeze(k) for k in range(len(pieces))]
-    return [bytes([0x78, 0x01]), *body, struct.pack(">I", _adler32(data) & 0xFFFFFFFF)]
+            return list(pool.map(squeeze, range(len(pieces))))
+    return [squeeze(k) for k in range(len(pieces))]
 
 
 # --------------------------------------------------------------------------- 16-bit colour TIFF

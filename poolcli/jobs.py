@@ -34,6 +34,17 @@ class Result:
     stage_ms: tuple = ()  # (stage, milliseconds) of a pipeline
 
 
+@dataclass(frozen=True)
+class Banded:
+    """A job's result as :class:`~poolcli.bands.Rows` (contract §10): ``rows`` (colour
+    channels, alpha after them), and what :class:`Result` says of it."""
+
+    rows: object
+    colour: int
+    scale: str
+    maps: bool = False
+
+
 SCALES = ("auto", "clip", "normalize", "abs")
 
 
@@ -110,6 +121,13 @@ class ConvolveJob:
             out = np.concatenate([out, a.astype(np.float32)], axis=2)
         return Result(out, colour.shape[2], self.scale_rule())
 
+    def banded(self, src, alpha: bool, *, pixels: bool = False) -> Banded:
+        """:meth:`apply` band by band on the rows ``src`` (alpha last when ``alpha``)."""
+        from .bands import ConvolveRows
+
+        colour = src.channels - (1 if alpha else 0)
+        return Banded(ConvolveRows(src, [self.spec], colour), colour, self.scale_rule())
+
     def npy(self, result: Result) -> np.ndarray:
         """The feature map written by ``--format npy``: the colour channels' float32 result."""
         return result.array[:, :, : result.colour]
@@ -185,6 +203,13 @@ class PoolJob:
         colour = pic.pixels.shape[2] - (1 if pic.alpha else 0)
         return Result(out, colour, "clip", values)
 
+    def banded(self, src, alpha: bool, *, pixels: bool = False) -> Banded:
+        """:meth:`apply` band by band on the rows ``src`` (alpha last when ``alpha``)."""
+        from .bands import PoolRows
+
+        rows = PoolRows(src, self.spec, as_pixels=pixels and not self.is_global)
+        return Banded(rows, src.channels - (1 if alpha else 0), "clip")
+
     def npy(self, result: Result) -> np.ndarray:
         """The pooled array, every channel (alpha was pooled too), as float32."""
         return result.array
@@ -242,6 +267,13 @@ class RunJob:
 
         out, colour = self.pipeline.apply(pic.pixels, pic.pixels.shape[2] - (1 if pic.alpha else 0), on_stage)
         return Result(out, colour, self.scale_rule(), None, self.pipeline.has_bank, tuple(extras), tuple(times))
+
+    def banded(self, src, alpha: bool, *, pixels: bool = False) -> Banded:
+        """:meth:`apply` band by band on the rows ``src`` (alpha last when ``alpha``)."""
+        from .pipeline import pipeline_rows
+
+        rows, colour = pipeline_rows(self.pipeline, src, src.channels - (1 if alpha else 0))
+        return Banded(rows, colour, self.scale_rule(), self.pipeline.has_bank)
 
     def npy(self, result: Result) -> np.ndarray:
         """The pipeline's float32 result, colour channels (feature maps) only."""

@@ -53,6 +53,7 @@ def as_json(command: str, settings: dict, results: Sequence[FileResult], wall_ms
             row["written"] = r.written
         if r.notes:
             row["notes"] = r.notes
+        row["streamed"] = bool(r.band)
         files.append(row)
     return json.dumps({"command": command, "settings": settings, "files": files, "totals": totals(results, wall_ms)})
 
@@ -91,10 +92,15 @@ def render(console, command: str, settings: dict, results: Sequence[FileResult],
             highlight=False,
             markup=False,
         )
+        if r.band:  # the whole image in memory otherwise, as always
+            console.print(f"streamed in bands of {r.band} rows", highlight=False, markup=False)
     else:
         line = f"files {t['files']} · written {t['written']} · failed {t['failed']} · skipped {t['skipped']}"
         if t["images_per_s"]:
             line += f" · {t['images_per_s']:,.1f} images/s · {mp:,.2f} MP"
+        streamed = sum(1 for r in results if r.band and not r.error)
+        if streamed:
+            line += f" · streamed {streamed}"
         console.print(line, highlight=False, markup=False)
     for r in results:
         if r.values is not None and not r.error:
