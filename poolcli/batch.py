@@ -514,8 +514,10 @@ def _process_streamed(task: Task, job, src, res: FileResult, *, png_level: int, 
                 sample = job.npy(Result(np.zeros((1, 1, rows.channels), np.float32), colour, scale))
                 sinks.append(streams.NpySink(fh, rows.width, rows.height, sample.shape[2]))
             elif task.fmt == "png":
-                sinks.append(streams.PngSink(fh, rows.width, rows.height, channels, target if floats else rows.dtype,
-                                             png_level, meta, png_threads or os.cpu_count() or 1))  # fmt: skip
+                sink = streams.PngSink(fh, rows.width, rows.height, channels, target if floats else rows.dtype,
+                                       png_level, meta, png_threads or os.cpu_count() or 1)  # fmt: skip
+                stack.callback(sink.abort)
+                sinks.append(sink)
             else:
                 sink = streams.TiffSink(fh, rows.width, rows.height, channels, target if floats else rows.dtype, meta)
                 stack.callback(sink.abort)

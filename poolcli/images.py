@@ -293,6 +293,9 @@ def _pillow_meta(im) -> Meta:
     exif = None
     try:
         info = im.getexif()
+        if im.format == "TIFF":  # a TIFF's "EXIF" is its own directory: drop what describes its pixels
+            for tag in [t for t in info if t in _TIFF_LAYOUT]:
+                del info[tag]
         if len(info):
             if info.get(0x0112, 1) != 1:
                 info[0x0112] = 1
@@ -1021,6 +1024,34 @@ def encode_tiff16(pixels: np.ndarray, meta: Meta | None = None) -> bytes:
 
 
 _EXIF_POINTERS = (34665, 34853)  # the Exif and the GPS directories
+# a TIFF directory's tags that describe its own pixels (and would contradict the result's)
+_TIFF_LAYOUT = {
+    254,
+    256,
+    257,
+    258,
+    259,
+    262,
+    266,
+    273,
+    277,
+    278,
+    279,
+    284,
+    317,
+    322,
+    323,
+    324,
+    325,
+    330,
+    338,
+    339,
+    347,
+    530,
+    531,
+    532,
+    34675,
+}
 # tags the TIFF writer sets itself (size, layout, resolution, colour profile) or that point elsewhere
 _EXIF_SKIP = {256, 257, 258, 259, 262, 273, 277, 278, 279, 282, 283, 284, 296, 317, 338, 339, 34675, 40965, 513, 514}
 

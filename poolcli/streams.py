@@ -107,11 +107,16 @@ class PngRows(Rows):
         self.mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[self.C + (1 if "trns" in extras else 0)]
 
     def rewind(self) -> None:
+        self._stop()
         self.at = 0
         self.prev = None  # the last unfiltered row of the band before
-        self.inflater = (images._fast_zlib or zlib).decompressobj()
-        self.pieces = self._compressed()
-        self.tail = b""
+        self.inflater = _Inflater(self, self.h * (self.rowbytes + 1))
+        self.chunk = memoryview(b"")
+
+    def _stop(self) -> None:
+        inflater = getattr(self, "inflater", None)
+        if inflater is not None:
+            inflater.stop()
 
     def _compressed(self):
         """The image data, piece by piece, each IDAT chunk's CRC checked at its end."""
@@ -130,27 +135,16 @@ class PngRows(Rows):
                 raise ImageError(f"{self.name}: truncated or corrupt image (CRC error in IDAT chunk)")
 
     def _inflate(self, n: int) -> bytes:
-        """The next ``n`` bytes of scanlines, and never more."""
+        """The next ``n`` bytes of scanlines (inflated ahead on a thread)."""
         parts, have = [], 0
-        try:
-            while have < n:
-                # ISA-L keeps what max_length held back inside (no unconsumed_tail): ask it first
-                out = self.inflater.decompress(self.tail, n - have) if self.tail else b""
-                if not out and not self.tail:
-                    out = self.inflater.decompress(b"", n - have)
-                    if not out:
-                        data = next(self.pieces, None)
-                        if data is None or self.inflater.eof:
-                            raise ImageError(f"{self.name}: truncated or corrupt image (image data cut short)")
-                        out = self.inflater.decompress(data, n - have)
-                if not out and self.tail and self.inflater.unconsumed_tail == self.tail:
-                    raise ImageError(f"{self.name}: truncated or corrupt image (image data cut short)")
-                self.tail = self.inflater.unconsumed_tail
-                parts.append(out)
-                have += len(out)
-        except images._ZLIB_ERRORS as exc:
-            raise ImageError(f"{self.name}: truncated or corrupt image ({exc})") from None
-        return b"".join(parts)
+        while have < n:
+            if not len(self.chunk):
+                self.chunk = memoryview(self.inflater.take())
+            part = self.chunk[: n - have]
+            self.chunk = self.chunk[len(part) :]
+            parts.append(part)
+            have += len(part)
+        return parts[0].tobytes() if len(parts) == 1 else b"".join(parts)
 
     def read(self, n: int) -> np.ndarray:
         from .api import run_compiled
@@ -183,7 +177,87 @@ class PngRows(Rows):
         return pic.pixels
 
     def close(self) -> None:
+        self._stop()
         self.fh.close()
+
+
+class _Inflater:
+    """Inflates a PNG's image data on a thread, ahead of the rows asked for (zlib and ISA-L
+    release the GIL), in pieces of :data:`AHEAD` bytes, at most :data:`DEPTH` pieces ahead;
+    never more than the ``total`` bytes the header announces."""
+
+    AHEAD = 4 << 20
+    DEPTH = 6
+
+    def __init__(self, rows: PngRows, total: int):
+        import queue
+        import threading
+
+        self.rows, self.total = rows, total
+        self.queue: queue.Queue = queue.Queue(self.DEPTH)
+        self.halt = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="poolcli-inflate", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import signal
+
+        if hasattr(signal, "pthread_sigmask"):  # Ctrl-C is for the main thread to take
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        name = self.rows.name
+        try:
+            d = (images._fast_zlib or zlib).decompressobj()
+            pieces = self.rows._compressed()
+            tail, done = b"", 0
+            while done < self.total and not self.halt.is_set():
+                want = min(self.AHEAD, self.total - done)
+                parts, have = [], 0
+                while have < want:
+                    # ISA-L keeps what max_length held back inside (no unconsumed_tail): ask it first
+                    out = d.decompress(tail, want - have) if tail else d.decompress(b"", want - have)
+                    if not out and not tail:
+                        data = next(pieces, None)
+                        if data is None or d.eof:
+                            raise ImageError(f"{name}: truncated or corrupt image (image data cut short)")
+                        out = d.decompress(data, want - have)
+                    elif not out and d.unconsumed_tail == tail:
+                        raise ImageError(f"{name}: truncated or corrupt image (image data cut short)")
+                    tail = d.unconsumed_tail
+                    parts.append(out)
+                    have += len(out)
+                done += want
+                self._put(b"".join(parts))
+        except images._ZLIB_ERRORS as exc:
+            self._put(ImageError(f"{name}: truncated or corrupt image ({exc})"))
+        except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+            self._put(exc)
+
+    def _put(self, item) -> None:
+        import queue
+
+        while not self.halt.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def take(self) -> bytes:
+        item = self.queue.get()
+        if isinstance(item, BaseException):
+            self.queue.put(item)  # asked again, it says the same
+            raise item
+        return item
+
+    def stop(self) -> None:
+        import queue
+
+        self.halt.set()
+        while self.thread.is_alive():
+            try:
+                self.queue.get_nowait()
+            except queue.Empty:
+                self.thread.join(0.05)
 
 
 def gray_luma(gray: bool, channels: int) -> bool:
@@ -192,9 +266,13 @@ def gray_luma(gray: bool, channels: int) -> bool:
 
 
 class PngSink:
-    """Writes a PNG band by band: filtered with the row before, deflated on ``threads``."""
+    """Writes a PNG band by band: each band filtered with the row before it here, then
+    deflated and written on a thread while the next band is computed."""
 
     def __init__(self, fh, width: int, height: int, channels: int, dtype, level: int, meta, threads: int):
+        import queue
+        import threading
+
         self.fh, self.level, self.threads = fh, level, max(1, threads)
         self.depth = 16 if np.dtype(dtype) == np.uint16 else 8
         self.bpp = channels * self.depth // 8
@@ -203,6 +281,10 @@ class PngSink:
         self.first = True
         ihdr = struct.pack(">IIBBBBB", width, height, self.depth, images._PNG_COLOUR_TYPE[channels], 0, 0, 0)
         fh.write(images.PNG_SIGNATURE + images._png_chunk(b"IHDR", ihdr) + images._png_meta_chunks(meta))
+        self.queue: queue.Queue = queue.Queue(2)
+        self.error: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, name="poolcli-deflate", daemon=True)
+        self.thread.start()
 
     def write(self, pixels: np.ndarray) -> None:
         from .api import run_compiled
@@ -218,13 +300,39 @@ class PngSink:
         if self.prev is not None:
             scanlines = scanlines[1:]
         self.prev = raw[-1].copy()
-        data = memoryview(scanlines.reshape(-1))
-        self.adler = images._adler32(data, self.adler)
-        body = images.deflate_pieces(data, self.level, self.threads, last=False)
-        if self.first:
-            body.insert(0, bytes([0x78, 0x01]))
-            self.first = False
-        self._idat(body)
+        self._hand(scanlines)
+
+    def _hand(self, item) -> None:
+        import queue
+
+        while True:
+            if self.error:
+                raise self.error[0]
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _run(self) -> None:
+        import signal
+
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            while True:
+                scanlines = self.queue.get()
+                if scanlines is None:
+                    break
+                data = memoryview(scanlines.reshape(-1))
+                self.adler = images._adler32(data, self.adler)
+                body = images.deflate_pieces(data, self.level, self.threads, last=False)
+                if self.first:
+                    body.insert(0, bytes([0x78, 0x01]))
+                    self.first = False
+                self._idat(body)
+        except BaseException as exc:  # noqa: BLE001 - handed to the writing thread
+            self.error.append(exc)
 
     def _idat(self, parts: list[bytes]) -> None:
         crc = images._crc32(b"IDAT")
@@ -236,10 +344,24 @@ class PngSink:
         self.fh.write(struct.pack(">I", crc & 0xFFFFFFFF))
 
     def close(self) -> None:
+        self._hand(None)
+        self.thread.join()
+        if self.error:
+            raise self.error[0]
         end = images.deflate_pieces(memoryview(b""), self.level, 1, last=True)
         head = [bytes([0x78, 0x01])] if self.first else []
         self._idat([*head, *end, struct.pack(">I", self.adler & 0xFFFFFFFF)])
         self.fh.write(images._png_chunk(b"IEND", b""))
+
+    def abort(self) -> None:
+        """Stop the thread (after an error elsewhere): the file is being thrown away."""
+        if self.thread.is_alive():
+            self.error.append(ImageError("aborted"))
+            try:
+                self.queue.put_nowait(None)
+            except Exception:  # noqa: BLE001 - full: the thread is busy and will see the error
+                pass
+            self.thread.join(5)
 
 
 # --------------------------------------------------------------------------- .npy

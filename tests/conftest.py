@@ -69,37 +69,53 @@ class Measured(Run):
         self.peak_mb, self.seconds = peak_mb, seconds
 
 
+# Linux keeps a process's peak RSS across fork and exec, so a child started straight from this
+# (large) test process would report at least this process's size: a small launcher forks the
+# command and reports the command's own peak (ru_maxrss, kB) on the file descriptor it is given.
+_LAUNCH = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+os.write(int(sys.argv[1]), str(usage.ru_maxrss).encode())
+code = os.waitstatus_to_exitcode(status)
+os._exit(code if code >= 0 else 128 - code)
+"""
+
+
 @pytest.fixture
 def measured(tmp_path):
-    """Run the installed ``poolcli`` like ``cli`` does, and measure its peak RSS (``os.wait4``)."""
+    """Run the installed ``poolcli`` like ``cli`` does, and measure its peak RSS."""
+    import signal
     import threading
     import time
 
     def run(*args, stdin=None, cwd=None, timeout=120, env=None) -> Measured:
         full_env = {**os.environ, "COLUMNS": "120", "NO_COLOR": "1", **(env or {})}
         t0 = time.perf_counter()
+        peak_r, peak_w = os.pipe()
         proc = subprocess.Popen(
-            poolcli_command() + [str(a) for a in args], cwd=cwd or tmp_path, env=full_env,
-            stdin=stdin if stdin is not None else subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [sys.executable, "-S", "-c", _LAUNCH, str(peak_w), *poolcli_command(), *[str(a) for a in args]],
+            cwd=cwd or tmp_path,
+            env=full_env, stdin=stdin if stdin is not None else subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, pass_fds=(peak_w,), start_new_session=True,
         )  # fmt: skip
+        os.close(peak_w)
         got = {}
         readers = [threading.Thread(target=lambda k=k, s=s: got.__setitem__(k, s.read()))
-                   for k, s in (("out", proc.stdout), ("err", proc.stderr))]  # fmt: skip
+                   for k, s in (("out", proc.stdout), ("err", proc.stderr), ("peak", os.fdopen(peak_r, "rb")))]  # fmt: skip
         for r in readers:
             r.start()
-        deadline = time.monotonic() + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                proc.kill()
-                os.wait4(proc.pid, 0)
-                pytest.fail(f"poolcli {args} did not finish in {timeout} s (a hang)")
-            time.sleep(0.01)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            pytest.fail(f"poolcli {args} did not finish in {timeout} s (a hang)")
         for r in readers:
             r.join()
-        return Measured(proc.returncode, got["out"], got["err"], usage.ru_maxrss / 1024, time.perf_counter() - t0)
+        peak_kb = int(got["peak"] or 0)
+        return Measured(proc.returncode, got["out"], got["err"], peak_kb / 1024, time.perf_counter() - t0)
 
     return run
