@@ -604,6 +604,90 @@ def bench_memory(data, tmp: Path) -> None:
         say(f"| `poolcli convolve photo_12mp.png -k {k}` | {mb:,.0f} | ≤ 400 |")
 
 
+# --------------------------------------------------------------------------- images larger than memory
+
+
+def big_png(name: str, width: int, height: int) -> Path:
+    """A synthetic photo (benchmarks/synthetic.py) of width × height, made once in DATA."""
+    path = DATA / name
+    if not path.exists():
+        DATA.mkdir(exist_ok=True)
+        run([sys.executable, str(HERE / "synthetic.py"), str(path), str(width), str(height)])
+    return path
+
+
+STREAM_OPS = {
+    "Sobel": (["convolve", "-k", "sobel"], ["sobel"]),
+    "max pool 2": (["pool", "-m", "max", "-s", "2"], ["shrink", None, None, "2", "2"]),
+}
+
+
+def stream_cases(src: Path, tmp: Path, op: str, whole: bool) -> dict:
+    ours, theirs = STREAM_OPS[op]
+    cmd = POOLCLI + [ours[0], str(src), *ours[1:], "-q", "-o", str(tmp / "s.png")]
+    cases = {"poolcli (streamed)": lambda: run(cmd)}
+    if whole:
+        cases["poolcli --no-stream (whole image)"] = lambda: run(cmd + ["--no-stream", "--max-pixels", "0"])
+    if VIPS:
+        vips = [VIPS, theirs[0], str(src), str(tmp / "v.png"), *[a for a in theirs[3:]]]
+        label = "vips sobel" if theirs[0] == "sobel" else "vips shrink 2 2 (average)"
+        cases[label] = lambda: run(vips)
+    else:
+        SKIPPED.append("vips command (apt-get install libvips-tools)")
+    return cases
+
+
+def bench_stream(reps: int, tmp: Path) -> None:
+    """108-MP PNG → Sobel / max pool 2 → PNG: streamed against the whole-image path and vips."""
+    src = big_png("synthetic_108mp.png", 12000, 9000)
+    say("\n### 10. Images larger than memory: a 108-MP PNG (12000×9000 RGB, benchmarks/synthetic.py)\n")
+    say("Wall time: medians of alternating rounds; memory: peak RSS of one more run of each.")
+    for op in STREAM_OPS:
+        cases = stream_cases(src, tmp, op, whole=True)
+        times = rounds(cases, reps, warm=0)
+        say(f"\n#### 108 MP {op} → PNG\n")
+        say("| contender | median s | MP/s | peak RSS MB | time ratio (peer / streamed) |")
+        say("|---|---:|---:|---:|---:|")
+        base = times["poolcli (streamed)"]
+        for name, fn in cases.items():
+            mb = peak_rss_of(fn)
+            ratio = "—" if name == "poolcli (streamed)" else f"{times[name] / base:.2f}"
+            say(f"| {name} | {times[name]:,.2f} | {108 / times[name]:,.0f} | {mb:,.0f} | {ratio} |")
+    say(
+        "\ntargets: streamed peak RSS ≤ 300 MB; wall time ≤ 1.1× the whole-image path; faster than vips at no "
+        "more than 4× its memory"
+    )
+
+
+def bench_giga(tmp: Path) -> None:
+    """One gigapixel PNG through Sobel and max pool 2: one run each, beside vips."""
+    src = big_png("synthetic_1gp.png", 40000, 25000)
+    size = src.stat().st_size / 2**20
+    say(f"\n### 11. One gigapixel: a 40000×25000 RGB PNG ({size:,.0f} MB on disk), one run each\n")
+    say("| operation | contender | s | MP/s | peak RSS MB |")
+    say("|---|---|---:|---:|---:|")
+    for op in STREAM_OPS:
+        for name, fn in stream_cases(src, tmp, op, whole=False).items():
+            t0 = time.perf_counter()
+            mb = peak_rss_of(fn)
+            t = time.perf_counter() - t0
+            say(f"| {op} | {name} | {t:,.1f} | {1000 / t:,.0f} | {mb:,.0f} |")
+    say("\ntarget: poolcli completes with peak RSS ≤ 500 MB")
+
+
+def peak_rss_of(fn) -> float:
+    """Peak RSS in MB of the command a :func:`run` lambda runs (captured, then measured)."""
+    seen = []
+    global run
+    real = run
+    run = lambda cmd, **kw: seen.append(cmd)  # noqa: E731
+    try:
+        fn()
+    finally:
+        run = real
+    return peak_rss(seen[0])
+
+
 # --------------------------------------------------------------------------- PNG encoders
 
 
@@ -678,7 +762,20 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; " + "; ".join(versions)
 
 
-SECTIONS = ["compute", "e2e", "batch", "startup", "memory", "png", "pipeline", "dask", "busy", "firstrun"]
+SECTIONS = [
+    "compute",
+    "e2e",
+    "batch",
+    "startup",
+    "memory",
+    "png",
+    "pipeline",
+    "dask",
+    "busy",
+    "firstrun",
+    "stream",
+    "giga",
+]
 ANALYSIS = "## Analysis"
 
 
@@ -705,6 +802,8 @@ def main() -> None:
                 "dask": lambda: bench_dask(data, 3, tmp),
                 "busy": lambda: bench_busy(reps),
                 "firstrun": lambda: bench_first_run(tmp),
+                "stream": lambda: bench_stream(3, tmp),
+                "giga": lambda: bench_giga(tmp),
             }[args.section]()
         for item in sorted(set(SKIPPED)):
             print(f"SKIPPED: {item}", flush=True)

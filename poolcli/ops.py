@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .errors import UsageError
+from .errors import ImageError, UsageError
 
 # NumPy is imported inside the runners: the command line reads this registry for its help
 # texts, and `poolcli --help` must not pay for NumPy.
@@ -136,7 +136,7 @@ def _gray(x, o, colour):
     if colour == 1:
         return x
     if colour != 3:
-        raise UsageError(f"gray needs 1 or 3 colour channels, the image has {colour} at that stage")
+        raise ImageError(f"gray needs 1 or 3 colour channels, the image has {colour} at that stage")
     w = np.array([0.299, 0.587, 0.114], np.float32)
     luma = x[:, :, 0:1] * w[0] + x[:, :, 1:2] * w[1] + x[:, :, 2:3] * w[2]
     return np.concatenate([luma, x[:, :, 3:]], axis=2)

@@ -584,6 +584,11 @@ class TiffSink:
             params.update(resolution=tuple(meta.dpi), resolutionunit="INCH")
         if meta is not None and meta.icc:
             params["iccprofile"] = meta.icc
+        exif = images._exif_directories(meta.exif) if meta is not None and meta.exif else None
+        if exif is not None:  # EXIF's main tags (its Exif and GPS directories are not appended here)
+            end, main, _ = exif
+            params.update(extratags=[(t, k, n, v, True) for t, k, n, v in main], software=False)
+        order = exif[0] if exif is not None else None  # tifffile writes in the EXIF's byte order
         # tifffile pulls tiles from an iterator; bands are pushed: a thread runs the writer and
         # a one-slot handoff carries each row of tiles to it (memory: two rows of tiles)
         self.slot: list = []
@@ -608,7 +613,7 @@ class TiffSink:
 
         def run():
             try:
-                with tifffile.TiffWriter(fh) as tw:
+                with tifffile.TiffWriter(fh, byteorder=order) as tw:
                     tw.write(tiles(), **params)
             except BaseException as exc:  # noqa: BLE001 - handed to the writing thread
                 self.error.append(exc)

@@ -454,3 +454,27 @@ def test_ctrl_c_while_streaming_leaves_no_file(tmp_path, big):
     proc.send_signal(signal.SIGINT)
     assert proc.wait(60) == 130
     assert os.listdir(tmp_path) == []
+
+
+def test_streamed_outputs_keep_icc_dpi_and_exif(cli, tmp_path):
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x013B] = "poolcli test"  # Artist
+    icc = b"\0\0\2\0poolcli-test-profile" + bytes(100)
+    Image.fromarray(synthetic.band(0, 60, 80)).save(tmp_path / "e.png", exif=exif.tobytes(), dpi=(300, 300),
+                                                    icc_profile=icc)  # fmt: skip
+    for fmt in ("png", "tiff"):
+        r = cli("convolve", "e.png", "-k", "box", "-o", f"o.{fmt}", "--stream", "--json")
+        assert r.code == 0 and r.json["files"][0]["streamed"], r
+        im = Image.open(tmp_path / f"o.{fmt}")
+        assert im.info.get("icc_profile") == icc
+        assert im.info["dpi"] == pytest.approx((300, 300), abs=0.1)
+        assert im.getexif().get(0x013B) == "poolcli test"
+
+
+def test_a_stage_that_does_not_fit_the_image_fails_that_file(cli, tmp_path):
+    write_png(tmp_path / "rgb.png", np.zeros((20, 20, 3), np.uint8))
+    for flag in ("--stream", "--no-stream"):
+        r = cli("run", "conv sobel-x,sobel-y | gray", "rgb.png", "-o", "x.png", flag)
+        assert r.code == 1 and "rgb.png: gray needs 1 or 3 colour channels" in r.stderr and "internal" not in r.stderr
