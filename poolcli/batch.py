@@ -953,7 +953,7 @@ def _prepare_workers(job, tasks: list[Task], kwargs: dict):
     prefetcher = None
     if forkable:  # images that will stream are read by their worker, band by band
         whole = [t for t in tasks if stream_pixels(t, job, kwargs["stream"], kwargs["max_pixels"], None) is None]
-        prefetcher = Prefetcher(whole, kwargs["max_pixels"], kwargs["skip_existing"])
+        prefetcher = Prefetcher(whole, kwargs["max_pixels"], kwargs["skip_existing"]) if whole else None
     try:
         warm_ms = _warm(job, tasks[0].fmt)
     finally:

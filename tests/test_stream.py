@@ -478,3 +478,15 @@ def test_a_stage_that_does_not_fit_the_image_fails_that_file(cli, tmp_path):
     for flag in ("--stream", "--no-stream"):
         r = cli("run", "conv sobel-x,sobel-y | gray", "rgb.png", "-o", "x.png", flag)
         assert r.code == 1 and "rgb.png: gray needs 1 or 3 colour channels" in r.stderr and "internal" not in r.stderr
+
+
+def test_a_batch_streams_in_workers(cli, tmp_path, photo):
+    for k in range(3):
+        (tmp_path / f"in{k}.png").write_bytes((photo / "p.png").read_bytes())
+    r = cli("pool", "in0.png", "in1.png", "in2.png", "-m", "max", "-s", "2", "-o", "out/", "--stream", "-j", "2",
+            "--json")  # fmt: skip
+    assert r.code == 0, r
+    assert [f["streamed"] for f in r.json["files"]] == [True] * 3
+    want = api.pool(decoded(photo / "p.png"), "max", 2)
+    for k in range(3):
+        assert same(decoded(tmp_path / "out" / f"in{k}_max2.png"), want)
