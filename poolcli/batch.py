@@ -484,13 +484,10 @@ def _process_streamed(task: Task, job, src, res: FileResult, *, png_level: int, 
     target = source_dtype if source_dtype.kind == "u" else np.dtype(np.uint8)
     scale = banded.scale if source_dtype.kind == "u" or banded.scale != "clip" else "normalize"
     # what goes to each file: (path, channels of the result it holds, colour channels among them)
-    if task.fmt == "npy":
-        outputs = [(task.dest, None, colour)]
-    elif banded.maps:
+    outputs = [(task.dest, None, colour)]
+    if banded.maps and task.fmt != "npy":  # a bank's maps: one file each, alpha in every one
         tail = list(range(colour, rows.channels))
         outputs = [(suffixed(task.dest, f"_{n}"), [n, *tail], 1) for n in range(colour)]
-    else:
-        outputs = [(task.dest, None, colour)]
     if task.fmt != "npy":
         for _, pick, _ in outputs:
             images.check_channels(len(pick) if pick else rows.channels, task.fmt)

@@ -491,6 +491,18 @@ class TiffRows(Rows):
                 raise NotStreamable
         self.seg_rows = page.tilelength if page.is_tiled else page.rowsperstrip
         self.seg_rows = min(self.seg_rows or page.imagelength, page.imagelength)
+        # uncompressed samples in one run (often one strip for the whole image): read the rows
+        # themselves from the file, a few at a time, instead of that strip whole
+        self.contiguous = None
+        if (
+            page.is_contiguous
+            and int(page.compression) == 1
+            and not page.is_tiled
+            and page.dtype.itemsize * 8 == max(bits)
+        ):
+            self.contiguous = int(page.dataoffsets[0])  # the samples run on from the first strip
+            self.seg_rows = min(page.imagelength, max(1, (4 << 20) // (page.imagewidth * page.samplesperpixel *
+                                                                      page.dtype.itemsize)))  # fmt: skip
         probe = images._tiff_pixels(np.zeros((1, 1, page.samplesperpixel), page.dtype), page, self.name)
         self.C0 = probe.shape[2]
         self.dtype = probe.dtype
@@ -513,8 +525,16 @@ class TiffRows(Rows):
         W, S = page.imagewidth, page.samplesperpixel
         y0 = k * self.seg_rows
         rows = min(self.seg_rows, page.imagelength - y0)
-        out = np.zeros((rows, W, S), page.dtype)
         fh = self.tif.filehandle
+        if self.contiguous is not None:
+            row = W * S * page.dtype.itemsize
+            fh.seek(self.contiguous + y0 * row)
+            data = fh.read(rows * row)
+            if len(data) != rows * row:
+                raise ImageError(f"{self.name}: truncated or corrupt image (image data cut short)")
+            order = self.tif.byteorder
+            return np.frombuffer(data, page.dtype.newbyteorder(order)).reshape(rows, W, S).astype(page.dtype)
+        out = np.zeros((rows, W, S), page.dtype)
         decode = page.decode
         across = -(-W // page.tilewidth) if page.is_tiled else 1
         for j in range(across):
@@ -660,7 +680,6 @@ class TiffSink:
 # --------------------------------------------------------------------------- choosing
 
 
-STREAMS_IN = (".png", ".tif", ".tiff", ".npy")
 STREAMS_OUT = ("png", "tiff", "npy")
 
 

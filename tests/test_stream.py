@@ -233,7 +233,16 @@ def test_png_sink_writes_what_the_whole_encoder_writes(tmp_path, C, dtype):
             assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")).reshape(img.shape), img)
 
 
-@pytest.mark.parametrize("layout", [dict(rowsperstrip=7), dict(rowsperstrip=100), dict(tile=(16, 32))])
+@pytest.mark.parametrize(
+    "layout",
+    [
+        dict(rowsperstrip=7),
+        dict(rowsperstrip=100),
+        dict(tile=(16, 32)),
+        dict(compression=None),
+        dict(compression=None, byteorder=">"),
+    ],
+)
 @pytest.mark.parametrize("C,dtype", [(1, np.uint8), (3, np.uint8), (4, np.uint8), (1, np.uint16), (2, np.uint16),
                                      (3, np.uint16), (4, np.uint16), (1, np.float32)])  # fmt: skip
 def test_tiff_rows_equal_the_whole_decoder(tmp_path, layout, C, dtype):
@@ -241,8 +250,9 @@ def test_tiff_rows_equal_the_whole_decoder(tmp_path, layout, C, dtype):
 
     rng = np.random.default_rng(C)
     img = random_image(rng, 50, 37, C, dtype)
+    layout = {"compression": "zlib", **layout}
     tifffile.imwrite(tmp_path / "a.tif", img if C > 1 else img[:, :, 0], photometric="rgb" if C >= 3 else "minisblack",
-                     extrasamples=("unassalpha",) if C in (2, 4) else None, compression="zlib", **layout)  # fmt: skip
+                     extrasamples=("unassalpha",) if C in (2, 4) else None, **layout)  # fmt: skip
     whole = images.decode((tmp_path / "a.tif").read_bytes(), "a.tif").pixels
     for band in (1, 7, 64):
         rows = streams.open_rows(str(tmp_path / "a.tif"), "a.tif")
