@@ -140,6 +140,8 @@ class PngRows(Rows):
         while have < n:
             if not len(self.chunk):
                 self.chunk = memoryview(self.inflater.take())
+                if not len(self.chunk):
+                    raise ImageError(f"{self.name}: truncated or corrupt image (image data cut short)")
             part = self.chunk[: n - have]
             self.chunk = self.chunk[len(part) :]
             parts.append(part)
@@ -170,6 +172,8 @@ class PngRows(Rows):
             plain = plain[1:]
         self.prev = plain[-1].copy()
         self.at += k
+        if self.at == self.h and self.inflater.take():  # the rest of the file checked, as whole
+            raise ImageError(f"{self.name}: truncated or corrupt image (image data past the last row)")
         pixels, C = images.png_pixels(plain, self.w, self.C, self.depth, self.extras)
         pic = images.Picture(np.ascontiguousarray(pixels), C in (2, 4), "")
         if gray_luma(self.gray, C):
@@ -179,6 +183,9 @@ class PngRows(Rows):
     def close(self) -> None:
         self._stop()
         self.fh.close()
+
+
+_END = object()  # the inflater checked the whole image data
 
 
 class _Inflater:
@@ -227,6 +234,10 @@ class _Inflater:
                     have += len(out)
                 done += want
                 self._put(b"".join(parts))
+            for _ in pieces:  # the rest of the image data: every chunk's CRC checked, as whole
+                if self.halt.is_set():
+                    return
+            self._put(_END)
         except images._ZLIB_ERRORS as exc:
             self._put(ImageError(f"{name}: truncated or corrupt image ({exc})"))
         except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
@@ -244,6 +255,9 @@ class _Inflater:
 
     def take(self) -> bytes:
         item = self.queue.get()
+        if item is _END:
+            self.queue.put(item)
+            return b""
         if isinstance(item, BaseException):
             self.queue.put(item)  # asked again, it says the same
             raise item

@@ -6,7 +6,8 @@ slices, and, for PNG, chunk bodies rewritten with their CRC fixed (so the mutati
 the checksum to the decoder), and for TIFF, directory entries pointed at odd counts and
 offsets.  All cases run through real ``poolcli`` batches, which must give each file an outcome
 (written, or one line naming it), no traceback, no exit 70, no hang, bounded memory and no
-stray temporary files.
+stray temporary files; streamed (``--stream``), each file must get the outcome it gets read
+whole.
 
 ``POOLCLI_FUZZ_CASES`` (default 300) sets the number of cases, ``POOLCLI_FUZZ_SEED`` the seed.
 """
@@ -121,3 +122,27 @@ def test_mutated_files_fail_alone_in_a_batch(tmp_path, measured):
     r = measured("convolve", "fuzz", "-k", "sobel", "-o", "edges", "--jobs", "1", "--gray", *common, timeout=300)
     check_batch(r, tmp_path, names, "edges")
     assert r.peak_mb < 600, r.peak_mb
+
+
+def test_mutated_files_stream_as_they_read_whole(tmp_path, measured):
+    """Streamed, every mutated file gets the outcome it gets read whole: written with the same
+    pixels (PNG and .npy, which both paths decode with the same code), or failed in one line."""
+    from poolcli import images
+
+    names = fuzz_folder(tmp_path / "fuzz", CASES // 2, SEED + 1)
+    common = ["--json", "-q", "--max-pixels", "4000000", "--jobs", "2"]
+    runs = {}
+    for flag, out in (("--stream", "streamed"), ("--no-stream", "whole")):
+        r = measured("pool", "fuzz", "-m", "max", "-s", "2", "-o", out, flag, *common, timeout=300)
+        check_batch(r, tmp_path, names, out)
+        assert r.peak_mb < 600, r.peak_mb
+        runs[out] = {os.path.basename(row["input"]): row for row in json.loads(r.stdout)["files"]}
+    assert sum(row["streamed"] for row in runs["streamed"].values()) > len(names) // 4
+    assert not any(row["streamed"] for row in runs["whole"].values())
+    for name in names:
+        a, b = runs["streamed"][name], runs["whole"][name]
+        if name.endswith((".png", ".npy")):
+            assert (a["error"] is None) == (b["error"] is None), (name, a["error"], b["error"])
+            if a["error"] is None:
+                pa, pb = (images.decode((tmp_path / row["output"]).read_bytes(), name).pixels for row in (a, b))
+                assert np.array_equal(pa, pb), name
