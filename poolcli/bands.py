@@ -123,8 +123,9 @@ class _Window:
             raise AssertionError("bands must move forward")
         if hi > self.hi:
             if lo >= self.hi:  # nothing kept is needed: skip ahead (dilated windows)
+                step = max(1, (8 << 20) // max(1, self.src.width * self.src.channels * self.src.dtype.itemsize))
                 while self.hi < lo:
-                    n = min(lo - self.hi, 4096)
+                    n = min(lo - self.hi, step)
                     self._take(n)
                     self.hi += n
                 self.run = self._take(hi - lo)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from . import api, ops
-from .errors import UsageError
+from .errors import ImageError, UsageError
 from .kernels import ALIASES, KERNELS, choose_kernel, kernel_sums_to_zero
 
 _SCALE_RESETS = ("normalize", "sigmoid", "tanh")  # after these, 'auto' clips (results in 0–1 or −1–1)
@@ -320,6 +320,8 @@ def _apply(stage: Stage, x: np.ndarray, colour: int) -> tuple[np.ndarray, int]:
     specs = stage.spec if stage.bank else (stage.spec,)
     src = x[:, :, :colour]
     maps = [api.apply_convolve(src, spec) for spec in specs]  # kernel-major: map k·C + c
+    if any(m.shape != maps[0].shape for m in maps):
+        raise ImageError("the bank's kernels give feature maps of different sizes (boundary 'valid')")
     out = maps[0] if len(maps) == 1 else np.concatenate(maps, axis=2)
     if x.shape[2] > colour:  # alpha: the pixels the outputs are centred on
         alpha = api.sample_like(x[:, :, colour:], specs[0], out.shape[0], out.shape[1])

@@ -488,6 +488,8 @@ def test_a_stage_that_does_not_fit_the_image_fails_that_file(cli, tmp_path):
     for flag in ("--stream", "--no-stream"):
         r = cli("run", "conv sobel-x,sobel-y | gray", "rgb.png", "-o", "x.png", flag)
         assert r.code == 1 and "rgb.png: gray needs 1 or 3 colour channels" in r.stderr and "internal" not in r.stderr
+        r = cli("run", "conv sobel,gaussian boundary=valid", "rgb.png", "-o", "v.png", flag)
+        assert r.code == 1 and "feature maps of different sizes" in r.stderr and "internal" not in r.stderr
 
 
 def test_a_batch_streams_in_workers(cli, tmp_path, photo):
