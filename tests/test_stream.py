@@ -12,6 +12,9 @@ import zlib
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_run import STAGE_CALLS
 
 from poolcli import api, bands, images, streams
 from poolcli.pipeline import Pipeline, pipeline_rows
@@ -502,3 +505,26 @@ def test_a_batch_streams_in_workers(cli, tmp_path, photo):
     want = api.pool(decoded(photo / "p.png"), "max", 2)
     for k in range(3):
         assert same(decoded(tmp_path / "out" / f"in{k}_max2.png"), want)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    stages=st.lists(st.sampled_from([text for text, _ in STAGE_CALLS]), min_size=1, max_size=4),
+    h=st.integers(1, 40),
+    w=st.integers(1, 25),
+    channels=st.sampled_from([1, 3, 4]),
+    dtype=st.sampled_from([np.uint8, np.uint16, np.float32]),
+    band=st.sampled_from([1, 2, 3, 7, 64]),
+    seed=st.integers(0, 2**16),
+)
+def test_random_pipelines_in_bands_equal_the_whole_image(stages, h, w, channels, dtype, band, seed):
+    """The stages of tests/test_run.py's random pipelines, banded: alpha is the 4th channel."""
+    img = random_image(np.random.default_rng(seed), h, w, channels, dtype)
+    pipe = Pipeline.parse(" | ".join(stages))
+    colour = 3 if channels == 4 else channels
+    try:
+        whole, wc = pipe.apply(img, colour)
+    except (api.ImageError, api.UsageError):
+        return
+    rows, c = pipeline_rows(pipe, bands.ArrayRows(img), colour)
+    assert c == wc and same(bands.collect(rows, band), whole)
