@@ -146,7 +146,25 @@ def _channels(band: np.ndarray, first: int, last: int | None = None) -> np.ndarr
     return api._as_image(band[:, :, first:last])
 
 
-class ConvolveRows(Rows):
+class _Stage(Rows):
+    """Rows computed from the Rows ``src`` before them; ``window`` keeps the source rows a band
+    needs (None for element-wise stages)."""
+
+    src: Rows
+    window: _Window | None = None
+    at = 0
+
+    def rewind(self) -> None:
+        self.src.rewind()
+        if self.window is not None:
+            self.window.reset()
+        self.at = 0
+
+    def close(self) -> None:
+        self.src.close()
+
+
+class ConvolveRows(_Stage):
     """:func:`poolcli.api.apply_convolve` of every spec (a bank: one map per spec and colour
     channel, kernel-major) on the ``colour`` first channels of ``src``; the channels after them
     (alpha) are sampled at the outputs' centres, as :func:`poolcli.api.sample_like` does."""
@@ -243,16 +261,8 @@ class ConvolveRows(Rows):
         self.at = y1
         return maps[0] if len(maps) == 1 else np.ascontiguousarray(np.concatenate(maps, axis=2))
 
-    def rewind(self) -> None:
-        self.src.rewind()
-        self.window.reset()
-        self.at = 0
 
-    def close(self) -> None:
-        self.src.close()
-
-
-class PoolRows(Rows):
+class PoolRows(_Stage):
     """:func:`poolcli.api.apply_pool` of every channel of ``src`` (alpha pooled alike)."""
 
     def __init__(self, src: Rows, spec, *, as_pixels: bool = False):
@@ -277,16 +287,8 @@ class PoolRows(Rows):
         self.at = y1
         return out
 
-    def rewind(self) -> None:
-        self.src.rewind()
-        self.window.reset()
-        self.at = 0
 
-    def close(self) -> None:
-        self.src.close()
-
-
-class MapRows(Rows):
+class MapRows(_Stage):
     """An element-wise stage: ``fn(band)`` of every band, ``channels`` and ``dtype`` given."""
 
     def __init__(self, src: Rows, fn, channels: int, dtype=np.float32):
@@ -298,12 +300,6 @@ class MapRows(Rows):
         if band.shape[0] == 0:
             return np.empty((0, self.width, self.channels), self.dtype)
         return np.ascontiguousarray(self.fn(band), dtype=self.dtype)
-
-    def rewind(self) -> None:
-        self.src.rewind()
-
-    def close(self) -> None:
-        self.src.close()
 
 
 def value_range(rows: Rows, colour: int, band: int) -> tuple[float, float]:
@@ -321,7 +317,7 @@ def value_range(rows: Rows, colour: int, band: int) -> tuple[float, float]:
     return (0.0, 0.0) if lo > hi else (lo, hi)
 
 
-class NormalizeRows(Rows):
+class NormalizeRows(_Stage):
     """The ``normalize`` stage: a first pass over ``src`` finds the range, the second stretches."""
 
     def __init__(self, src: Rows, colour: int, band: int = 256):
@@ -337,12 +333,6 @@ class NormalizeRows(Rows):
             self.range = value_range(self.src, self.colour, self.band)
         band = self.src.read(n)
         return stretch(np.asarray(band, np.float32), *self.range, self.colour)
-
-    def rewind(self) -> None:
-        self.src.rewind()
-
-    def close(self) -> None:
-        self.src.close()
 
 
 def band_height(width: int, channels: int, itemsize: int, budget: int = 4 << 20) -> int:

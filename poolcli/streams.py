@@ -44,7 +44,7 @@ class PngRows(Rows):
     """The rows of a plain PNG file, decoded band by band."""
 
     def __init__(self, path: str, name: str, *, gray: bool = False):
-        self.path, self.name, self.gray = path, name, gray
+        self.name, self.gray = name, gray
         self.fh = open(path, "rb")
         try:
             self._walk()
@@ -104,7 +104,6 @@ class PngRows(Rows):
         if gray_luma(self.gray, channels):
             channels = 1 + self.alpha
         self.height, self.width, self.channels = self.h, self.w, channels
-        self.mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[self.C + (1 if "trns" in extras else 0)]
 
     def rewind(self) -> None:
         self._stop()
@@ -185,6 +184,26 @@ class PngRows(Rows):
         self.fh.close()
 
 
+def _offer(q, item, give_up) -> None:
+    """Put ``item`` on the queue ``q``, waiting for room, unless ``give_up()`` becomes true."""
+    import queue
+
+    while not give_up():
+        try:
+            q.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
+def _quiet_thread() -> None:
+    """Ctrl-C and SIGTERM are for the main thread to take: block them in this one."""
+    import signal
+
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 _END = object()  # the inflater checked the whole image data
 
 
@@ -207,10 +226,7 @@ class _Inflater:
         self.thread.start()
 
     def _run(self) -> None:
-        import signal
-
-        if hasattr(signal, "pthread_sigmask"):  # Ctrl-C is for the main thread to take
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        _quiet_thread()
         name = self.rows.name
         try:
             d = (images._fast_zlib or zlib).decompressobj()
@@ -244,14 +260,7 @@ class _Inflater:
             self._put(exc)
 
     def _put(self, item) -> None:
-        import queue
-
-        while not self.halt.is_set():
-            try:
-                self.queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+        _offer(self.queue, item, self.halt.is_set)
 
     def take(self) -> bytes:
         item = self.queue.get()
@@ -279,14 +288,66 @@ def gray_luma(gray: bool, channels: int) -> bool:
     return gray and channels >= 3
 
 
-class PngSink:
+class _Behind:
+    """A writer whose file work runs on a thread behind the bands: :meth:`_hand` passes it
+    each item in order (at most ``depth`` waiting), :meth:`_consume` does the work there, and
+    an error there is raised here at the next hand-over."""
+
+    def _start(self, name: str, depth: int) -> None:
+        import queue
+        import threading
+
+        self.queue: queue.Queue = queue.Queue(depth)
+        self.error: list[BaseException] = []
+        self.thread = threading.Thread(target=self._guarded, name=name, daemon=True)
+        self.thread.start()
+
+    def _consume(self, items) -> None:
+        raise NotImplementedError
+
+    def _items(self):
+        while (item := self.queue.get()) is not None:
+            yield item
+
+    def _guarded(self) -> None:
+        _quiet_thread()
+        try:
+            self._consume(self._items())
+        except BaseException as exc:  # noqa: BLE001 - handed to the writing thread
+            self.error.append(exc)
+
+    def _hand(self, item) -> None:
+        _offer(self.queue, item, lambda: bool(self.error))
+        if self.error:
+            raise self.error[0]
+
+    def _finish(self) -> None:
+        """Everything handed over is written (or its error raised)."""
+        self._hand(None)
+        self.thread.join()
+        if self.error:
+            raise self.error[0]
+
+    def abort(self) -> None:
+        """Stop the thread (after an error elsewhere): the file is being thrown away."""
+        import queue
+
+        if self.thread.is_alive():
+            self.error.append(ImageError("aborted"))
+            try:
+                while True:
+                    self.queue.get_nowait()
+            except queue.Empty:
+                pass
+            self.queue.put_nowait(None)
+            self.thread.join(5)
+
+
+class PngSink(_Behind):
     """Writes a PNG band by band: each band filtered with the row before it here, then
     deflated and written on a thread while the next band is computed."""
 
     def __init__(self, fh, width: int, height: int, channels: int, dtype, level: int, meta, threads: int):
-        import queue
-        import threading
-
         self.fh, self.level, self.threads = fh, level, max(1, threads)
         self.depth = 16 if np.dtype(dtype) == np.uint16 else 8
         self.bpp = channels * self.depth // 8
@@ -295,10 +356,7 @@ class PngSink:
         self.first = True
         ihdr = struct.pack(">IIBBBBB", width, height, self.depth, images._PNG_COLOUR_TYPE[channels], 0, 0, 0)
         fh.write(images.PNG_SIGNATURE + images._png_chunk(b"IHDR", ihdr) + images._png_meta_chunks(meta))
-        self.queue: queue.Queue = queue.Queue(2)
-        self.error: list[BaseException] = []
-        self.thread = threading.Thread(target=self._run, name="poolcli-deflate", daemon=True)
-        self.thread.start()
+        self._start("poolcli-deflate", 2)
 
     def write(self, pixels: np.ndarray) -> None:
         from .api import run_compiled
@@ -316,37 +374,15 @@ class PngSink:
         self.prev = raw[-1].copy()
         self._hand(scanlines)
 
-    def _hand(self, item) -> None:
-        import queue
-
-        while True:
-            if self.error:
-                raise self.error[0]
-            try:
-                self.queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def _run(self) -> None:
-        import signal
-
-        if hasattr(signal, "pthread_sigmask"):
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        try:
-            while True:
-                scanlines = self.queue.get()
-                if scanlines is None:
-                    break
-                data = memoryview(scanlines.reshape(-1))
-                self.adler = images._adler32(data, self.adler)
-                body = images.deflate_pieces(data, self.level, self.threads, last=False)
-                if self.first:
-                    body.insert(0, bytes([0x78, 0x01]))
-                    self.first = False
-                self._idat(body)
-        except BaseException as exc:  # noqa: BLE001 - handed to the writing thread
-            self.error.append(exc)
+    def _consume(self, items) -> None:
+        for scanlines in items:
+            data = memoryview(scanlines.reshape(-1))
+            self.adler = images._adler32(data, self.adler)
+            body = images.deflate_pieces(data, self.level, self.threads, last=False)
+            if self.first:
+                body.insert(0, bytes([0x78, 0x01]))
+                self.first = False
+            self._idat(body)
 
     def _idat(self, parts: list[bytes]) -> None:
         crc = images._crc32(b"IDAT")
@@ -358,24 +394,11 @@ class PngSink:
         self.fh.write(struct.pack(">I", crc & 0xFFFFFFFF))
 
     def close(self) -> None:
-        self._hand(None)
-        self.thread.join()
-        if self.error:
-            raise self.error[0]
+        self._finish()
         end = images.deflate_pieces(memoryview(b""), self.level, 1, last=True)
         head = [bytes([0x78, 0x01])] if self.first else []
         self._idat([*head, *end, struct.pack(">I", self.adler & 0xFFFFFFFF)])
         self.fh.write(images._png_chunk(b"IEND", b""))
-
-    def abort(self) -> None:
-        """Stop the thread (after an error elsewhere): the file is being thrown away."""
-        if self.thread.is_alive():
-            self.error.append(ImageError("aborted"))
-            try:
-                self.queue.put_nowait(None)
-            except Exception:  # noqa: BLE001 - full: the thread is busy and will see the error
-                pass
-            self.thread.join(5)
 
 
 # --------------------------------------------------------------------------- .npy
@@ -414,7 +437,6 @@ class NpyRows(Rows):
         self.channels = 1 if gray_luma(gray, self.c) else self.c
         self.alpha = False
         self.meta = None
-        self.mode = "npy"
         self.rewind()
 
     def rewind(self) -> None:
@@ -525,7 +547,6 @@ class TiffRows(Rows):
         self.channels = 1 + self.alpha if gray_luma(self.gray, self.C0) else self.C0
         icc = tags[34675].value if 34675 in tags else None
         self.meta = images.Meta(bytes(icc) if icc is not None else None, images._tiff_dpi(tags), None)
-        self.mode = "tiff"
         self.rewind()
 
     def rewind(self) -> None:
@@ -596,18 +617,15 @@ class TiffRows(Rows):
         self.tif.close()
 
 
-class TiffSink:
+class TiffSink(_Behind):
     """Writes a TIFF in 256×256 tiles (deflate, horizontal predictor) through tifffile, as the
-    bands arrive: tifffile takes the tiles from a generator fed one row of tiles at a time."""
+    bands arrive: tifffile, on the thread behind, takes the tiles from a generator fed one row
+    of tiles at a time (memory: two rows of tiles)."""
 
     TILE = 256
 
     def __init__(self, fh, width: int, height: int, channels: int, dtype, meta):
-        import threading
-
-        import tifffile
-
-        self.width, self.height, self.channels, self.dtype = width, height, channels, np.dtype(dtype)
+        self.fh, self.width, self.height, self.channels, self.dtype = fh, width, height, channels, np.dtype(dtype)
         self.pending = np.empty((0, width, channels), self.dtype)
         self.rows = 0
         params: dict = dict(photometric="rgb" if channels >= 3 else "minisblack", compression="zlib", predictor=True,
@@ -622,51 +640,23 @@ class TiffSink:
         if exif is not None:  # EXIF's main tags (its Exif and GPS directories are not appended here)
             end, main, _ = exif
             params.update(extratags=[(t, k, n, v, True) for t, k, n, v in main], software=False)
-        order = exif[0] if exif is not None else None  # tifffile writes in the EXIF's byte order
-        # tifffile pulls tiles from an iterator; bands are pushed: a thread runs the writer and
-        # a one-slot handoff carries each row of tiles to it (memory: two rows of tiles)
-        self.slot: list = []
-        self.cond = threading.Condition()
-        self.error: list[BaseException] = []
-        self.done = False
+        self.order = exif[0] if exif is not None else None  # tifffile writes in the EXIF's byte order
+        self.params = params
+        self._start("poolcli-tiff-writer", 1)
+
+    def _consume(self, items) -> None:
+        import tifffile
 
         def tiles():
-            while True:
-                with self.cond:
-                    while not self.slot and not self.done:
-                        self.cond.wait()
-                    if not self.slot:
-                        return
-                    band = self.slot.pop(0)
-                    self.cond.notify_all()
-                for x in range(0, width, self.TILE):
-                    tile = np.zeros((self.TILE, self.TILE, channels), self.dtype)
+            for band in items:
+                for x in range(0, self.width, self.TILE):
+                    tile = np.zeros((self.TILE, self.TILE, self.channels), self.dtype)
                     part = band[:, x : x + self.TILE]
                     tile[: part.shape[0], : part.shape[1]] = part
                     yield tile
 
-        def run():
-            try:
-                with tifffile.TiffWriter(fh, byteorder=order) as tw:
-                    tw.write(tiles(), **params)
-            except BaseException as exc:  # noqa: BLE001 - handed to the writing thread
-                self.error.append(exc)
-                with self.cond:
-                    self.done = True
-                    self.slot.clear()
-                    self.cond.notify_all()
-
-        self.thread = threading.Thread(target=run, name="poolcli-tiff-writer", daemon=True)
-        self.thread.start()
-
-    def _hand(self, band: np.ndarray) -> None:
-        with self.cond:
-            while self.slot and not self.error:
-                self.cond.wait()
-            if self.error:
-                raise self.error[0]
-            self.slot.append(band)
-            self.cond.notify_all()
+        with tifffile.TiffWriter(self.fh, byteorder=self.order) as tw:
+            tw.write(tiles(), **self.params)
 
     def write(self, pixels: np.ndarray) -> None:
         self.pending = np.concatenate([self.pending, pixels], axis=0)
@@ -676,19 +666,7 @@ class TiffSink:
             self.pending = self.pending[self.TILE :]
 
     def close(self) -> None:
-        with self.cond:
-            self.done = True
-            self.cond.notify_all()
-        self.thread.join()
-        if self.error:
-            raise self.error[0]
-
-    def abort(self) -> None:
-        with self.cond:
-            self.done = True
-            self.slot.clear()
-            self.cond.notify_all()
-        self.thread.join(5)
+        self._finish()
 
 
 # --------------------------------------------------------------------------- choosing

@@ -528,3 +528,21 @@ def test_random_pipelines_in_bands_equal_the_whole_image(stages, h, w, channels,
         return
     rows, c = pipeline_rows(pipe, bands.ArrayRows(img), colour)
     assert c == wc and same(bands.collect(rows, band), whole)
+
+
+def test_skip_existing_and_dask_take_the_streamed_path_too(cli, tmp_path, photo):
+    for k in range(2):
+        (tmp_path / f"in{k}.png").write_bytes((photo / "p.png").read_bytes())
+    first = cli("pool", "in0.png", "-m", "max", "-s", "2", "-o", "out/", "--stream")
+    assert first.code == 0
+    r = cli("pool", "in0.png", "in1.png", "-m", "max", "-s", "2", "-o", "out/", "--stream", "--skip-existing",
+            "--json")  # fmt: skip
+    rows = {f["input"]: f for f in r.json["files"]}
+    assert r.code == 0 and rows["in0.png"]["skipped"] and rows["in1.png"]["streamed"]
+    pytest.importorskip("distributed")
+    r = cli("pool", "in0.png", "in1.png", "-m", "max", "-s", "2", "-o", "dask/", "--stream", "--executor", "dask",
+            "-j", "2", "--json")  # fmt: skip
+    assert r.code == 0, r
+    assert [f["streamed"] for f in r.json["files"]] == [True, True]
+    for k in range(2):
+        assert same(decoded(tmp_path / "dask" / f"in{k}_max2.png"), decoded(tmp_path / "out" / "in1_max2.png"))
