@@ -8,6 +8,7 @@ Numba are imported only by commands that compute, so ``--help`` and ``--version`
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import time
@@ -23,7 +24,10 @@ _LOG_WIDTH = 1000  # columns of the summary when stderr is not a terminal: no wr
 
 app = typer.Typer(
     add_completion=False,
-    no_args_is_help=True,
+    # bare `poolcli` prints its help in main_options: Click 8.5's NoArgsIsHelpError renders the
+    # help when it is raised and Typer renders it again, so the flag would print it twice
+    no_args_is_help=False,
+    invoke_without_command=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     help="Convolution kernels and CNN pooling for images, compiled with Numba.\n\n"
@@ -47,11 +51,15 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
+    ctx: typer.Context,
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
     """Convolution kernels and CNN pooling for images, compiled with Numba."""
+    if ctx.invoked_subcommand is None:  # bare `poolcli`: the help once, on stdout, and exit 2 (usage)
+        typer.echo(ctx.get_help())
+        raise typer.Exit(EXIT_USAGE)
 
 
 # --------------------------------------------------------------------------- shared options
@@ -77,7 +85,9 @@ DEBUG = typer.Option(False, "--debug", help="Show the traceback of an internal e
 STRIP = typer.Option(False, "--strip", help="Drop the ICC profile, DPI and EXIF (kept by default).")
 QUALITY = typer.Option(None, "--quality", min=1, max=100, help="JPEG, WebP and AVIF quality 1-100 (92, 90, 90).")
 MONTAGE = typer.Option(None, "--montage", help="Also draw input → feature maps → result as one picture (one input).")
-EXECUTOR = typer.Option("local", "--executor", help="local (worker processes here) or dask (a Dask cluster).")
+EXECUTOR = typer.Option(
+    None, "--executor", help="local (worker processes here, default) or dask (a Dask cluster; implied by --scheduler)."
+)
 SCHEDULER = typer.Option(
     None, "--scheduler", help="Dask scheduler tcp://HOST:PORT (default: $POOLCLI_SCHEDULER, else in-process)."
 )
@@ -106,7 +116,7 @@ class RunOptions:
     strip: bool = False
     quality: int | None = None
     montage: str | None = None
-    executor: str = "local"
+    executor: str | None = None
     scheduler: str | None = None
     shard: str | None = None
     stream: bool | None = None
@@ -118,7 +128,7 @@ _COMMON = {  # name: (type, Typer option), in the order --help lists them
     "report": (str | None, REPORT), "quiet": (bool, QUIET), "threads": (int | None, THREADS),
     "jobs": (int | None, JOBS), "recursive": (bool, RECURSIVE), "skip_existing": (bool, SKIP),
     "max_pixels": (int, MAX_PIXELS), "compress_level": (int | None, LEVEL), "strip": (bool, STRIP),
-    "quality": (int | None, QUALITY), "montage": (str | None, MONTAGE), "executor": (str, EXECUTOR),
+    "quality": (int | None, QUALITY), "montage": (str | None, MONTAGE), "executor": (str | None, EXECUTOR),
     "scheduler": (str | None, SCHEDULER), "shard": (str | None, SHARD), "stream": (bool | None, STREAM),
     "debug": (bool, DEBUG),
 }  # fmt: skip
@@ -178,6 +188,18 @@ def _stdin_is_terminal() -> bool:
         return True
 
 
+def _choose_executor(executor: str | None, scheduler: str | None) -> str:
+    """``--executor``, where naming a scheduler asks for Dask (contract §8)."""
+    if executor is None:
+        return "dask" if scheduler else "local"
+    executor = executor.strip().lower()
+    if executor not in ("local", "dask"):
+        raise _fail(f"unknown --executor '{executor}' (choose from local, dask)")
+    if executor == "local" and scheduler:
+        raise _fail(f"--scheduler {scheduler} runs on Dask: drop --executor local (or --scheduler)")
+    return executor
+
+
 def _execute(command: str, job, settings: dict, inputs, opts: RunOptions) -> None:
     from . import api, batch, images
     from . import report as summary
@@ -211,16 +233,12 @@ def _execute(command: str, job, settings: dict, inputs, opts: RunOptions) -> Non
                 )
             inputs = ["-"]
         api.set_threads(threads)
-        executor = executor.strip().lower()
-        if executor not in ("local", "dask"):
-            raise _fail(f"unknown --executor '{executor}' (choose from local, dask)")
+        executor = _choose_executor(executor, scheduler)
         if executor == "dask":
             from . import dask_executor
 
             dask_executor.require()
             scheduler = dask_executor.scheduler_from_env(scheduler)
-        elif scheduler:
-            raise _fail("--scheduler goes with --executor dask")
         planned = batch.plan_run(inputs, output=output, fmt=fmt, tag=job.tag, recursive=recursive, montage=montage,
                                  shard=shard)  # fmt: skip
         found, tasks = planned.found, planned.tasks
@@ -787,7 +805,7 @@ def main() -> None:
         sys.stderr.write(exc.ctx.get_help() + "\n" if exc.ctx else str(exc))
         _exit(EXIT_USAGE)
     except click.ClickException as exc:  # Click's and Typer's own usage errors: one line too
-        sys.stderr.write(f"poolcli: error: {' '.join(exc.format_message().split())}\n")
+        sys.stderr.write(f"poolcli: error: {_one_suggestion(exc.format_message())}\n")
         _exit(exc.exit_code)
     except SystemExit as exc:
         _exit(exc.code)
@@ -804,6 +822,18 @@ def main() -> None:
                          "(a bug: please report it, with --debug output)\n")  # fmt: skip
         _exit(EXIT_BUG)
     _exit(code if isinstance(code, int) else 0)
+
+
+def _one_suggestion(message: str) -> str:
+    """A Click message on one line, with one "Did you mean …?": Click 8.4+ suggests a command
+    itself and Typer adds its own suggestion on top."""
+    text = " ".join(message.split())
+    seen: list[str] = []
+    for hint in re.findall(r" ?\(?Did you mean [^?]*\?\)?", text):
+        if seen:
+            text = text.replace(hint, "", 1)
+        seen.append(hint)
+    return text
 
 
 def _exit(code) -> None:

@@ -93,8 +93,9 @@ class DaskExecutor:
         if self.scheduler:
             try:
                 return Client(self.scheduler, timeout="10s")
-            except (OSError, TimeoutError) as exc:
-                raise UsageError(f"--scheduler {self.scheduler}: cannot reach the Dask scheduler ({exc})") from None
+            except Exception as exc:  # noqa: BLE001 - a bad address or a peer that is not a scheduler
+                why = " ".join(str(exc).split())[:200] or exc.__class__.__name__
+                raise UsageError(f"--scheduler {self.scheduler}: cannot reach the Dask scheduler ({why})") from None
         return Client(processes=False, n_workers=1, threads_per_worker=self.jobs, dashboard_address=None)
 
     def run(self, tasks, job, kwargs: dict, results: list, on_result: Callable) -> None:

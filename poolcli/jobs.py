@@ -11,12 +11,11 @@ different settings never write the same default name (see the README's "Output n
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import api
+from . import api, tags
 from .images import Picture
 from .kernels import kernel_sums_to_zero
 
@@ -48,12 +47,6 @@ class Banded:
 SCALES = ("auto", "clip", "normalize", "abs")
 
 
-def number(v: float) -> str:
-    """A float as short as it can be written and read back the same (for file names)."""
-    short = f"{v:g}"
-    return short if float(short) == v else repr(float(v))
-
-
 @dataclass(frozen=True)
 class ConvolveJob:
     spec: api.ConvolveSpec
@@ -77,31 +70,14 @@ class ConvolveJob:
             choice.matrix, boundary=boundary, cval=cval, stride=stride, dilation=dilation, flip=flip, prefix="--"
         )
         name = choice.tag
-        if name == "custom":
-            name = (
-                "custom-" + hashlib.sha1(repr((choice.matrix.shape, choice.matrix.tolist())).encode()).hexdigest()[:8]
-            )
         params = tuple((k, v) for k, v in (("size", size), ("sigma", sigma)) if v is not None)
         return cls(spec, name, bool(gray), str(scale).lower(), params, bool(flip))
 
     @property
     def tag(self) -> str:
         """``sobel``, ``gaussian_sigma2``, ``sharpen_mirror_s2_d2_flip_gray_abs``, ``custom-1a2b3c4d``."""
-        s = self.spec
-        parts = [self.name] + [f"{k}{number(v)}" for k, v in self.params]
-        if s.boundary != "reflect":
-            parts.append(s.boundary + (number(s.cval) if s.boundary == "constant" and s.cval != 0 else ""))
-        if s.stride != 1:
-            parts.append(f"s{s.stride}")
-        if s.dilation != 1:
-            parts.append(f"d{s.dilation}")
-        if self.flip:
-            parts.append("flip")
-        if self.gray:
-            parts.append("gray")
-        if self.scale != "auto" and self.scale != self.auto_scale():
-            parts.append(self.scale)
-        return "_".join(parts)
+        tag = tags.convolve_tag(self.name, self.spec, self.params, self.flip)
+        return tags.bounded(tags.with_options(tag, gray=self.gray, scale=self.scale, auto=self.auto_scale()))
 
     def auto_scale(self) -> str:
         """``auto``: normalize when the kernel's weights sum to 0 (edge detectors), else clip."""
@@ -166,32 +142,7 @@ class PoolJob:
     def tag(self) -> str:
         """File-name tag: ``max2``, ``avg3x2_s1_p1`` (KHxKW), ``lp2_pow3``, ``max_global``,
         ``avg_64x48`` (--to WxH), then every other option that changes the result."""
-        s = self.spec
-        if self.is_global:
-            parts = [f"{s.mode}_global"]
-        elif s.output_size is not None:
-            parts = [f"{s.mode}_{s.output_size[1]}x{s.output_size[0]}"]
-        else:
-            parts = [f"{s.mode}{_hw(s.size)}"]
-            if s.stride != s.size:
-                parts.append(f"s{_hw(s.stride)}")
-            if s.padding != (0, 0):
-                parts.append(f"p{_hw(s.padding)}")
-            if s.dilation != (1, 1):
-                parts.append(f"d{_hw(s.dilation)}")
-            if s.ceil_mode:
-                parts.append("ceil")
-        if s.mode == "lp":
-            parts.append(f"pow{number(s.p)}")
-        if s.mode == "avg" and s.divisor is not None:
-            parts.append(f"div{s.divisor}")
-        elif s.mode == "avg" and not s.count_include_pad and s.output_size is None:
-            parts.append("nopad")
-        if s.mode == "stochastic" and s.seed is not None:
-            parts.append(f"seed{s.seed}")
-        if self.gray:
-            parts.append("gray")
-        return "_".join(parts)
+        return tags.bounded(tags.with_options(tags.pool_tag(self.spec, self.is_global), gray=self.gray))
 
     def apply(self, pic: Picture, panels: list | None = None, *, pixels: bool = False) -> Result:
         """The result; ``panels`` (for a montage) gets the pooled map, titled.  ``pixels``: the
@@ -215,10 +166,6 @@ class PoolJob:
         return result.array
 
 
-def _hw(pair: tuple[int, int]) -> str:
-    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
-
-
 @dataclass(frozen=True)
 class RunJob:
     """A ``poolcli run`` pipeline (see :mod:`poolcli.pipeline`) applied to each image."""
@@ -240,7 +187,10 @@ class RunJob:
         pipe = Pipeline.parse(text)
         if tag is not None and (not tag.strip() or any(ch in tag for ch in "/\\\0")):
             raise api.UsageError(f"--tag '{tag}' must be a non-empty file-name part without '/'")
-        return cls(pipe, tag if tag is not None else pipe.tag, bool(gray), str(scale).lower(), bool(save_stages))
+        scale = str(scale).lower()
+        if tag is None:
+            tag = tags.bounded(tags.with_options(pipe.tag, gray=bool(gray), scale=scale, auto=pipe.auto_scale()))
+        return cls(pipe, tag, bool(gray), scale, bool(save_stages))
 
     def scale_rule(self, upto: int | None = None) -> str:
         if self.scale != "auto":

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import UsageError
+from .tags import weights_hash
 
 
 def _const(rows) -> Callable[..., np.ndarray]:
@@ -249,7 +250,7 @@ class KernelChoice:
     """A kernel as the user named it: its weights and the tag used in output file names."""
 
     matrix: np.ndarray
-    tag: str
+    tag: str  # in output names: the name, the file's stem and a hash of its weights, or custom-<hash>
     label: str
 
 
@@ -263,11 +264,12 @@ def choose_kernel(spec: str, *, size: int | None = None, sigma: float | None = N
         _no_params(size, sigma, spec)
         matrix = load_kernel_file(path)
         stem = os.path.splitext(os.path.basename(path))[0] or "kernel"
-        return KernelChoice(matrix, stem, spec)
+        return KernelChoice(matrix, f"{stem}-{weights_hash(matrix)}", spec)
     looks_numeric = spec[0] in "+-.0123456789" or any(ch in spec for ch in ",; \t\n")
     if looks_numeric and ALIASES.get(spec.lower(), spec.lower()) not in KERNELS:
         _no_params(size, sigma, "an inline matrix")
-        return KernelChoice(parse_matrix(spec), "custom", "custom")
+        matrix = parse_matrix(spec)
+        return KernelChoice(matrix, f"custom-{weights_hash(matrix)}", "custom")
     key = resolve_name(spec)
     return KernelChoice(get_kernel(key, size=size, sigma=sigma), key, key)
 

@@ -20,8 +20,6 @@ A pooling mode's name is read as pooling even where it is also a kernel alias (`
 from __future__ import annotations
 
 import difflib
-import hashlib
-import os
 import shlex
 import time
 from collections.abc import Callable
@@ -29,7 +27,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import api, ops
+from . import api, ops, tags
 from .errors import ImageError, UsageError
 from .kernels import ALIASES, KERNELS, choose_kernel, kernel_sums_to_zero
 
@@ -44,8 +42,9 @@ class Stage:
     text: str
     op: ops.Operation
     spec: object
-    tag: str
+    tag: str  # in file names: every option that changes the result (poolcli.tags)
     zero_sum: bool = False
+    label: str = ""  # what describe() names it: the kernels' names
 
     @property
     def bank(self) -> bool:
@@ -58,7 +57,7 @@ class Stage:
             k = specs[0]
             shapes = ",".join(f"{s.kernel.shape[-1]}x{s.kernel.shape[-2]}" for s in specs)
             what = f"bank of {len(specs)}" if self.bank else "kernel"
-            return (f"conv {self.tag} ({what} {shapes}) boundary={k.boundary} cval={k.cval:g} stride={k.stride} "
+            return (f"conv {self.label} ({what} {shapes}) boundary={k.boundary} cval={k.cval:g} stride={k.stride} "
                     f"dilation={k.dilation}")  # fmt: skip
         if self.op.kind == "pool":
             s = self.spec
@@ -94,19 +93,6 @@ def _split_stages(text: str) -> list[str]:
 
 def _fail(number: int, text: str, problem: str) -> UsageError:
     return UsageError(f"pipeline stage {number} '{text.strip()}': {problem}")
-
-
-def _short(pair: tuple[int, int]) -> str:
-    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
-
-
-def _kernel_tag(token: str, matrix: np.ndarray) -> str:
-    if token.startswith("@"):
-        return os.path.splitext(os.path.basename(token[1:]))[0] or "kernel"
-    key = ALIASES.get(token.strip().lower(), token.strip().lower())
-    if key in KERNELS:
-        return key
-    return "custom-" + hashlib.sha1(repr((matrix.shape, matrix.tolist())).encode()).hexdigest()[:8]
 
 
 def _is_kernel_name(token: str) -> bool:
@@ -165,16 +151,18 @@ def _conv_stage(kernel: str, tokens: list[str], number: int, text: str) -> Stage
     parts = [p for p in kernel.split(",")] if ("," in kernel and ";" not in kernel) else [kernel]
     bank = len(parts) > 1 and all(p.strip().startswith("@") or _is_kernel_name(p) for p in parts)
     try:
-        specs, tags = [], []
+        specs, names = [], []
         for part in parts if bank else [kernel]:
             choice = choose_kernel(part, size=o["size"], sigma=o["sigma"])
             specs.append(api.convolve_spec(choice.matrix, boundary=o["boundary"], cval=o["cval"], stride=o["stride"],
                                            dilation=o["dilation"], flip=o["flip"]))  # fmt: skip
-            tags.append(_kernel_tag(part.strip(), choice.matrix))
+            names.append(choice.tag)
     except UsageError as exc:
         raise UsageError(f"{where}: {exc}") from None
     zero = any(kernel_sums_to_zero(s.kernel) for s in specs)
-    return Stage(text, op, tuple(specs) if bank else specs[0], "+".join(tags), zero)
+    params = tuple((k, o[k]) for k in ("size", "sigma") if o[k] is not None)
+    tag = tags.convolve_tag("+".join(names), specs[0], params, o["flip"])
+    return Stage(text, op, tuple(specs) if bank else specs[0], tag, zero, "+".join(names))
 
 
 def _pool_stage(mode: str, rest: list[str], number: int, text: str, shape: str = "window") -> Stage:
@@ -211,13 +199,7 @@ def _pool_stage(mode: str, rest: list[str], number: int, text: str, shape: str =
         )  # fmt: skip
     except UsageError as exc:
         raise UsageError(f"{where}: {exc}") from None
-    if shape == "global":
-        tag = f"{spec.mode}_global"
-    elif shape == "adaptive":
-        tag = f"{spec.mode}_{output_size[1]}x{output_size[0]}"
-    else:
-        tag = f"{spec.mode}{_short(spec.size)}"
-    return Stage(text, op, spec, tag)
+    return Stage(text, op, spec, tags.pool_tag(spec, is_global=shape == "global"))
 
 
 def parse_stage(text: str, number: int) -> Stage:
@@ -248,7 +230,7 @@ def parse_stage(text: str, number: int) -> Stage:
         return _pool_stage(head, rest, number, text)
     if op is not None and op.kind == "elementwise":
         o = _arguments(op, rest, number, text)
-        return Stage(text, op, {k: v for k, v in o.items()}, op.name)
+        return Stage(text, op, {k: v for k, v in o.items()}, tags.elementwise_tag(op, o))
     if _is_kernel_name(head):
         return _conv_stage(head, rest, number, text)
     choices = ops.names() + list(KERNELS)
