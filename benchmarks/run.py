@@ -341,11 +341,11 @@ def bench_batch(data, reps: int, tmp: Path) -> None:
 
         if op == "max2":
             cases = {
-                "poolcli --jobs 2": fresh(POOLCLI + ["pool", str(folder), "-m", "max", "-s", "2", "-q", "-o", str(out)])
+                "poolcli --jobs 2": fresh(POOLCLI + ["pool", str(folder), "-m", "max", "-s", "2", "-q", "-o", f"{out}/"])
             }
         else:
             cases = {
-                "poolcli --jobs 2": fresh(POOLCLI + ["convolve", str(folder), "-k", "sobel", "-q", "-o", str(out)])
+                "poolcli --jobs 2": fresh(POOLCLI + ["convolve", str(folder), "-k", "sobel", "-q", "-o", f"{out}/"])
             }
         if optional("cv2") is not None:
             cases["OpenCV loop, 1 process"] = fresh(
@@ -423,7 +423,7 @@ def bench_pipeline(data, reps: int, tmp: Path) -> None:
         return go
 
     cases = {
-        "poolcli run --jobs 2": fresh(POOLCLI + ["run", PIPELINE, str(folder), "-q", "-o", str(out), "--jobs", "2"])
+        "poolcli run --jobs 2": fresh(POOLCLI + ["run", PIPELINE, str(folder), "-q", "-o", f"{out}/", "--jobs", "2"])
     }
     if optional("cv2") is not None:
         cases["OpenCV loop, 1 process"] = fresh([sys.executable, str(tmp / "chain.py"), "many", str(folder), str(out)])
@@ -465,7 +465,7 @@ def bench_dask(data, reps: int, tmp: Path) -> None:
             def go(extra):
                 def once():
                     shutil.rmtree(out, ignore_errors=True)
-                    run(POOLCLI + command + [str(folder), "-q", "-o", str(out), "--jobs", "2"] + extra)
+                    run(POOLCLI + command + [str(folder), "-q", "-o", f"{out}/", "--jobs", "2"] + extra)
 
                 return once
 
@@ -545,7 +545,7 @@ def bench_first_run(tmp: Path) -> None:
     cache = tmp / "numba-cache"
     env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
     commands = [
-        ("poolcli pool sample_images/ -m max -s 2 -o out/", ["pool", str(SAMPLES), "-m", "max", "-s", "2", "-o", str(tmp / "o"), "-q"]),
+        ("poolcli pool sample_images/ -m max -s 2 -o out/", ["pool", str(SAMPLES), "-m", "max", "-s", "2", "-o", f"{tmp / 'o'}/", "-q"]),
         ("then poolcli convolve sample_images/chelsea.png -k sobel", ["convolve", str(SAMPLES / "chelsea.png"), "-k", "sobel", "-o", str(tmp / "c.png"), "-q"]),
         ("poolcli convolve sample_images/chelsea.png -k sobel, alone", None),
         ("poolcli warmup", ["warmup", "-q"]),

@@ -121,13 +121,17 @@ def _walk(folder: str, recursive: bool, skip_root: str | None, found: Expanded) 
                 found.notes.append(f"{path}: skipped, not an image file")
 
 
-def plan(found: Expanded, *, output: str | None, fmt: str | None, tag: str, to_dir: bool) -> list[Task]:
+def plan(found: Expanded, *, output: str | None, fmt: str | None, tag: str, to_dir: bool,
+         device: bool = False) -> list[Task]:  # fmt: skip
     """Destination of every input.
 
     One file and no ``-o`` writes ``{stem}_{tag}.{ext}`` beside it; stdin with no ``-o`` writes to
     stdout; ``-o FILE`` / ``-o -`` names the one output; ``-o DIR`` (``to_dir``) writes there,
     keeping the inputs' sub-folders.  Two inputs that would share a name keep their extensions.
+    ``device``: ``-o`` is an existing device or FIFO, which every input is written through.
     """
+    if device:
+        return [Task(path, output, images.format_for(None, fmt)) for path, _ in found.items]
     tasks: list[Task] = []
     ext_fmt = images.format_for(None if to_dir else output, fmt)
     items, seen = [], set()
@@ -170,21 +174,49 @@ class Planned:
     to_dir: bool
 
 
+def output_kind(output: str | None, fmt: str | None) -> str | None:
+    """What ``-o`` names (contract §2), never by the number of inputs: ``"dir"`` (a trailing
+    ``/`` or an existing folder), ``"device"`` (an existing device or FIFO: written through),
+    ``"file"`` (an image extension, or any name when ``--format`` gives the format), ``"-"``
+    (stdout) or None (no ``-o``).  Anything else is a UsageError that says what to add."""
+    if output is None or output == "-":
+        return output
+    if output.endswith(("/", os.sep)) or os.path.isdir(output):
+        return "dir"
+    try:
+        mode = os.stat(output).st_mode
+    except OSError:
+        mode = 0
+    if mode and not stat.S_ISREG(mode):
+        return "device"
+    if os.path.splitext(os.path.basename(output))[1]:
+        images.format_for(output, fmt)  # UsageError for an extension no format has
+        return "file"
+    if fmt is not None:
+        return "file"
+    raise UsageError(f"-o {output}: neither a folder nor an image file; add an extension for a file "
+                     f"({output}.png) or a trailing / for a folder ({output}/)")  # fmt: skip
+
+
 def plan_run(inputs: list[str], *, output: str | None, fmt: str | None, tag: str, recursive: bool = False,
              montage: str | None = None, shard: str | None = None) -> Planned:  # fmt: skip
     """Expand the inputs, name every output and check the whole run before anything is
     written (UsageError): ``-o`` usable, no two inputs on one output, no output on an input.
-    ``-o DIR`` (and the sub-folders ``-r`` keeps) are created."""
+    ``-o DIR`` (and the sub-folders ``-r`` keeps) are created only once every check passed."""
     shard_k_n = parse_shard(shard) if shard is not None else None
     if output is not None and output != "-" and os.path.abspath(output) == os.path.abspath(os.sep):
         raise UsageError("-o /: refusing to write into the root folder")
-    found = expand_inputs(inputs, recursive=recursive, exclude=output if output and output != "-" else None)
+    kind = output_kind(output, fmt)
+    to_dir = kind == "dir"
+    found = expand_inputs(inputs, recursive=recursive, exclude=output if kind in ("dir", "file") else None)
     many = len(found.items) > 1 or found.from_folder
-    to_dir = output is not None and output != "-" and (output.endswith(("/", os.sep)) or os.path.isdir(output) or many)
     if many and output is None:
         raise UsageError("several inputs need -o DIR for their results (e.g. `-o out/`)")
     if many and output == "-":
         raise UsageError("-o - (stdout) takes one input, not several")
+    if many and kind == "file":
+        raise UsageError(f"-o {output} names one file, but the inputs are several; give a folder "
+                         f"(-o {os.path.splitext(output)[0] or 'out'}/)")  # fmt: skip
     if many and montage:
         raise UsageError("--montage draws one input; give one file (or run once per file)")
     if montage:
@@ -192,20 +224,25 @@ def plan_run(inputs: list[str], *, output: str | None, fmt: str | None, tag: str
         images.format_for(montage, None)
     if not found.items:
         return Planned(found, [], to_dir)
-    if output is not None:
+    if output is not None and kind != "device":
         check_output_target(output, to_dir)
-        if to_dir:
-            try:
-                os.makedirs(output, exist_ok=True)
-            except OSError as exc:
-                raise UsageError(f"-o {output}: cannot create the output folder ({exc.strerror or exc})") from None
-    tasks = plan(found, output=output, fmt=fmt, tag=tag, to_dir=to_dir)
+    tasks = plan(found, output=output, fmt=fmt, tag=tag, to_dir=to_dir, device=kind == "device")
     if shard_k_n is not None:  # after planning the whole run: every shard names files alike
         tasks = shard_tasks(tasks, *shard_k_n)
-    if to_dir:  # -r keeps the inputs' sub-folders under -o DIR
-        for folder in sorted({os.path.dirname(t.dest) for t in tasks}):
-            os.makedirs(folder, exist_ok=True)
+    if to_dir:  # every check passed: now the folder, and the sub-folders -r keeps under it
+        for folder in [output] + sorted({os.path.dirname(t.dest) for t in tasks}):
+            try:
+                os.makedirs(folder, exist_ok=True)
+            except OSError as exc:
+                raise UsageError(f"-o {output}: cannot create the output folder {folder} "
+                                 f"({exc.strerror or exc})") from None  # fmt: skip
     return Planned(found, tasks, to_dir)
+
+
+def output_folders(tasks: list[Task]) -> list[str]:
+    """The folders a run writes files into (for the temp-file sweeps): not stdout's, not a device's."""
+    return sorted({os.path.dirname(os.path.abspath(t.dest)) for t in tasks
+                   if t.dest != "-" and not images.special_file(t.dest)})  # fmt: skip
 
 
 def shard_tasks(tasks: list[Task], k: int, n: int) -> list[Task]:
@@ -238,7 +275,7 @@ def check_plan(tasks: list[Task]) -> None:
                 pass  # a missing input fails alone when it is read
     writers: dict[str, str] = {}
     for t in tasks:
-        if t.dest == "-":
+        if t.dest == "-" or images.special_file(t.dest):  # /dev/null takes every input
             continue
         key = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(t.dest))), os.path.basename(t.dest))
         if key in writers:

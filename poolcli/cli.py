@@ -261,7 +261,7 @@ def _execute(command: str, job, settings: dict, inputs, opts: RunOptions) -> Non
     if not quiet:
         for note in found.notes:
             sys.stderr.write(f"poolcli: {note}\n")
-    for folder in sorted({os.path.dirname(os.path.abspath(t.dest)) for t in tasks if t.dest != "-"}):
+    for folder in batch.output_folders(tasks):
         for stale in images.remove_stale_temps(folder):
             if not quiet:
                 sys.stderr.write(f"poolcli: removed {stale}, left by a poolcli process that was killed\n")
@@ -298,7 +298,7 @@ def _execute(command: str, job, settings: dict, inputs, opts: RunOptions) -> Non
         if progress is not None:
             progress.stop()
     wall_ms = (time.perf_counter() - t0) * 1e3
-    for folder in sorted({os.path.dirname(os.path.abspath(t.dest)) for t in tasks if t.dest != "-"}):
+    for folder in batch.output_folders(tasks):
         images.remove_stale_temps(folder)  # of workers killed during this run (a Dask worker, say)
 
     doc = summary.as_json(command, settings, results, wall_ms)

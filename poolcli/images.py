@@ -12,6 +12,7 @@ smaller files, and keeps 16 bits per channel for colour, which Pillow reduces to
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import stat
@@ -88,6 +89,8 @@ class Picture:
     alpha: bool
     mode: str
     meta: Meta | None = None
+    frames: int = 1  # frames or pages of the file (animated GIF, APNG, WebP, multi-page TIFF)
+    page: int = 0  # the one read (0-based)
 
     @property
     def colour(self) -> np.ndarray:
@@ -543,10 +546,45 @@ def write_output(data: bytes, dest: str) -> None:
         fh.write(data)
 
 
+def special_file(path: str) -> bool:
+    """Whether ``path`` is an existing device or FIFO (``-o /dev/null``): written through as a
+    stream, never replaced by a file (contract §2)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+@contextlib.contextmanager
+def _write_through(dest: str):
+    """A device or FIFO opened for writing; a FIFO is opened without blocking, so one with no
+    reader fails this file (ENXIO) instead of hanging."""
+    import fcntl
+
+    try:
+        fd = os.open(dest, os.O_WRONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise ImageError(f"{dest}: a FIFO with no reader; start the reader first") from None
+        raise ImageError(f"{dest}: cannot write ({exc.strerror or exc})") from None
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)  # then write as any stream
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+    except OSError as exc:
+        raise ImageError(f"{dest}: cannot write ({exc.strerror or exc})") from None
+
+
 @contextlib.contextmanager
 def atomic_output(dest: str):
     """A binary file to write ``dest`` through: a temp file beside it, renamed into place when
-    the block ends, removed if it raises (outputs appear whole or not at all)."""
+    the block ends, removed if it raises (outputs appear whole or not at all).  An existing
+    device or FIFO is written through instead (:func:`special_file`)."""
+    if special_file(dest):
+        with _write_through(dest) as fh:
+            yield fh
+        return
     folder = os.path.dirname(os.path.abspath(dest))
     # Ctrl-C or SIGTERM between creating the temp file and the try below would leave it behind:
     # they wait (blocked) until the try can remove it
@@ -670,6 +708,7 @@ def _umask() -> int:
 # --------------------------------------------------------------------------- 16-bit colour PNG
 
 _PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}
+_PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}  # the legal pairs
 _PNG_COLOUR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}
 
 
@@ -691,11 +730,12 @@ def inflate_png(data: bytes, name: str, max_pixels: int | None):
     CRC checked and the image data inflated; :func:`png_picture` is the second half.
 
     Returns ((width, height, bit depth, colour type), filtered scanlines, extras), where
-    extras holds what else the PNG says (``interlace``, a ``trns`` key, ``icc``, ``dpi``,
-    ``exif``) and is empty for a plain PNG; or None when ``data`` is not such a PNG and Pillow
-    should read it (palettes and 1–4-bit depths).  This path is faster than Pillow's and keeps
-    16-bit colour, which Pillow reduces to 8 bits.  It releases the GIL while inflating, so it
-    can run on a thread.
+    extras holds what else the PNG says (``interlace``, a ``trns`` key, a ``plte`` palette,
+    ``frames`` of an APNG, ``icc``, ``dpi``, ``exif``) and is empty for a plain PNG; or None
+    when ``data`` is not a PNG.  Every legal PNG is read here, every colour type and bit depth
+    (contract §2): faster than Pillow, 16-bit colour kept (Pillow reduces it to 8 bits), a
+    tRNS key made alpha at every depth and every chunk's CRC checked (Pillow checks neither
+    for 1–4-bit images).  It releases the GIL while inflating, so it can run on a thread.
     """
     if data[:8] != PNG_SIGNATURE or len(data) <= 33 or data[12:16] != b"IHDR":
         return None
@@ -715,8 +755,8 @@ def png_scanlines(data: bytes, name: str):
             return None
         (w, h, depth, colour_type, interlace), idat, extras = walked
         # inflate stops at the bytes the header announces, however much the stream holds
-        bpp = _PNG_CHANNELS[colour_type] * depth // 8
-        expected = sum((pw * bpp + 1) * ph for *_, pw, ph in _passes(w, h, interlace))
+        layout = PngLayout(depth, colour_type, extras)
+        expected = sum((layout.rowbytes(pw) + 1) * ph for *_, pw, ph in _passes(w, h, interlace))
         raw = inflate_bounded(b"".join(idat), expected, name)
     except (struct.error, OverflowError, *_ZLIB_ERRORS) as exc:
         raise ImageError(f"{name}: truncated or corrupt image ({exc})") from None
@@ -733,11 +773,9 @@ def png_extras(data: bytes, name: str) -> dict:
 
 
 def _png_walk(data: bytes, name: str):
-    """((w, h, depth, colour type, interlace), IDAT bodies, extras) of a PNG whose samples have
-    8 or 16 bits and no palette, every chunk's CRC checked; None for the others."""
+    """((w, h, depth, colour type, interlace), IDAT bodies, extras) of a PNG, every chunk's CRC
+    checked (the image data's too, and the chunks after it up to IEND)."""
     header = png_header(data[16:29], name)
-    if header is None:
-        return None
     colour_type = header[3]
     pos, idat, extras = 8, [], {}
     if header[4]:
@@ -751,6 +789,7 @@ def _png_walk(data: bytes, name: str):
         check_chunk(kind, body, crc, name)
         if kind == b"IDAT":
             idat.append(body)
+            png_saw_idat(extras)
         elif kind == b"IEND":
             break
         else:
@@ -758,18 +797,54 @@ def _png_walk(data: bytes, name: str):
         pos += 12 + length
     if not idat:
         raise ImageError(f"{name}: truncated or corrupt image (no image data)")
+    check_palette(colour_type, extras, name)
     return header, idat, extras
 
 
+def png_saw_idat(extras: dict) -> None:
+    """Note that the image data began (an APNG's frame control after it is a later frame's)."""
+    if "frames" in extras:
+        extras["seen_idat"] = True
+
+
+def check_palette(colour_type: int, extras: dict, name: str) -> None:
+    """ImageError for a palette image without its PLTE chunk (libpng refuses it too)."""
+    if colour_type == 3 and "plte" not in extras:
+        raise ImageError(f"{name}: truncated or corrupt image (a palette image with no PLTE chunk)")
+
+
 def png_header(ihdr: bytes, name: str):
-    """(w, h, depth, colour type, interlace) from the IHDR body; None for palettes and bit
-    depths under 8 (Pillow reads those); ImageError for an illegal header."""
+    """(w, h, depth, colour type, interlace) from the IHDR body; ImageError for an illegal
+    header (a bit depth the colour type does not allow, as libpng refuses it)."""
     w, h, depth, colour_type, method, filtering, interlace = struct.unpack(">IIBBBBB", ihdr)
     if method or filtering or interlace > 1 or w > 0x7FFFFFFF or h > 0x7FFFFFFF:
         raise ImageError(f"{name}: truncated or corrupt image (illegal PNG header)")
-    if depth not in (8, 16) or colour_type not in _PNG_CHANNELS:
-        return None
+    if depth not in _PNG_DEPTHS.get(colour_type, ()):
+        raise ImageError(f"{name}: truncated or corrupt image (illegal PNG header: bit depth {depth} "
+                         f"with colour type {colour_type})")  # fmt: skip
     return w, h, depth, colour_type, interlace
+
+
+class PngLayout:
+    """How one PNG's scanlines hold its pixels: ``samples`` per pixel in the file (a palette
+    index is one), bits per pixel, the bytes a row of ``n`` pixels takes, the filters' byte
+    step, and what the decoded pixels are (``channels``, alpha last, and ``dtype``)."""
+
+    def __init__(self, depth: int, colour_type: int, extras: dict):
+        self.depth, self.colour_type = depth, colour_type
+        self.samples = 1 if colour_type == 3 else _PNG_CHANNELS[colour_type]
+        self.bits = self.samples * depth
+        self.step = max(1, self.bits // 8)  # the filters' "bpp": bytes per complete pixel, at least 1
+        keyed = "trns" in extras
+        self.channels = (4 if keyed else 3) if colour_type == 3 else self.samples + (1 if keyed else 0)
+        self.dtype = np.dtype(np.uint16 if depth == 16 else np.uint8)
+
+    def rowbytes(self, n: int) -> int:
+        return (n * self.bits + 7) // 8
+
+    @property
+    def alpha(self) -> bool:
+        return self.channels in (2, 4)
 
 
 def check_chunk(kind: bytes, body, crc: bytes, name: str) -> None:
@@ -779,11 +854,24 @@ def check_chunk(kind: bytes, body, crc: bytes, name: str) -> None:
 
 
 def png_extra(kind: bytes, body: bytes, colour_type: int, extras: dict, name: str) -> None:
-    """Note in ``extras`` what an ancillary chunk says (tRNS, iCCP, pHYs, eXIf)."""
-    if kind == b"tRNS" and colour_type in (0, 2):
+    """Note in ``extras`` what a chunk besides IHDR and IDAT says (PLTE, tRNS, iCCP, pHYs,
+    eXIf, and acTL/fcTL: how many frames an APNG has)."""
+    if kind == b"PLTE" and colour_type == 3:
+        if not body or len(body) % 3 or len(body) > 768:
+            raise ImageError(f"{name}: truncated or corrupt image (bad PLTE chunk)")
+        extras["plte"] = body
+    elif kind == b"tRNS" and colour_type == 3:
+        if "plte" not in extras or len(body) > len(extras["plte"]) // 3:
+            raise ImageError(f"{name}: truncated or corrupt image (bad tRNS chunk)")
+        extras["trns"] = body  # one alpha per palette entry, the rest opaque
+    elif kind == b"tRNS" and colour_type in (0, 2):
         if len(body) != (2 if colour_type == 0 else 6):
             raise ImageError(f"{name}: truncated or corrupt image (bad tRNS chunk)")
         extras["trns"] = struct.unpack(f">{len(body) // 2}H", body)
+    elif kind == b"acTL" and len(body) == 8:
+        extras["frames"] = struct.unpack(">I", body[:4])[0]
+    elif kind == b"fcTL" and "frames" in extras and not extras.get("seen_idat"):
+        extras["idat_is_frame"] = True  # a frame control before IDAT: the default image is frame 0
     elif kind == b"iCCP" and b"\0" in body[:80]:
         stream = body[body.index(b"\0") + 2 :]
         d = (_fast_zlib or zlib).decompressobj()
@@ -813,56 +901,91 @@ def inflate_bounded(stream: bytes, expected: int, name: str) -> bytes:
 
 def png_picture(header: tuple[int, int, int, int], raw, extras: dict, name: str, *, gray: bool = False) -> Picture:
     """The second half of decoding a PNG (:func:`inflate_png`): the row filters of the inflated
-    scanlines ``raw`` (bytes or a buffer) undone by compiled code, pass by pass for Adam7; a
-    tRNS key made alpha, as the PNG specification says; the eXIf orientation applied; as a
+    scanlines ``raw`` (bytes or a buffer) undone by compiled code, pass by pass for Adam7; the
+    samples unpacked and expanded (:func:`png_pixels`); the eXIf orientation applied; as a
     :class:`Picture` (one luma channel with ``gray``, as :func:`decode`)."""
-    from .api import run_compiled
-    from .engine.png import unfilter
-
     w, h, depth, colour_type = header
-    C = _PNG_CHANNELS[colour_type]
-    bpp = C * depth // 8
+    layout = PngLayout(depth, colour_type, extras)
     buf = np.frombuffer(raw, np.uint8)
-    plain = np.empty((h, w * bpp), np.uint8)
-    at = 0
+    samples, at = None, 0
     for x0, y0, dx, dy, pw, ph in _passes(w, h, extras.get("interlace", 0)):
-        size = (pw * bpp + 1) * ph
+        size = (layout.rowbytes(pw) + 1) * ph
         if len(buf) < at + size:
             raise ImageError(f"{name}: truncated or corrupt image (image data cut short)")
-        rows = buf[at : at + size].reshape(ph, pw * bpp + 1)
+        got = png_samples(png_unfilter(buf[at : at + size].reshape(ph, -1), layout, name), pw, layout)
         at += size
-        rows.flags.writeable = False  # one compiled signature, whatever buffer the bytes are in
-        if rows[:, 0].max() > 4:
-            raise ImageError(f"{name}: truncated or corrupt image (bad PNG filter type)")
-        if dx == dy == 1:  # not interlaced: straight into place
-            run_compiled(unfilter, rows, bpp, plain)
+        if dx == dy == 1:  # not interlaced: the whole image at once
+            samples = got
         else:
-            part = np.empty((ph, pw * bpp), np.uint8)
-            run_compiled(unfilter, rows, bpp, part)
-            plain.reshape(h, w, bpp)[y0::dy, x0::dx] = part.reshape(ph, pw, bpp)
-    pixels, C = png_pixels(plain, w, C, depth, extras)
+            if samples is None:
+                samples = np.empty((h, w, layout.samples), got.dtype)
+            samples[y0::dy, x0::dx] = got
+    pixels = png_pixels(samples, layout, extras)
     meta = Meta(extras.get("icc"), extras.get("dpi"), None)
     if "exif" in extras:
         pixels, meta.exif = apply_orientation(pixels, b"Exif\0\0" + extras["exif"])
+    C = layout.channels
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[C]
-    pic = Picture(np.ascontiguousarray(pixels), C in (2, 4), mode + (";16" if depth == 16 else ""), meta)
+    pic = Picture(np.ascontiguousarray(pixels), layout.alpha, mode + (";16" if depth == 16 else ""), meta,
+                  png_frames(extras))  # fmt: skip
     return _gray(pic) if gray else pic
 
 
-def png_pixels(plain: np.ndarray, w: int, C: int, depth: int, extras: dict) -> tuple[np.ndarray, int]:
-    """(pixels, channels) of unfiltered scanlines (rows, w·bytes per pixel): 16-bit samples
-    made native, a tRNS colour key made alpha (the PNG specification's rule)."""
-    h = plain.shape[0]
-    if depth == 16:
-        pixels = plain.view(">u2").reshape(h, w, C).astype(np.uint16)
-    else:
-        pixels = plain.reshape(h, w, C)
-    if "trns" in extras:  # a colour key: those pixels are transparent, the rest opaque
-        key = np.array(extras["trns"], np.uint32) & ((1 << depth) - 1)
-        opaque = (pixels != key.astype(pixels.dtype)).any(axis=2, keepdims=True)
-        pixels = np.concatenate([pixels, (opaque * np.iinfo(pixels.dtype).max).astype(pixels.dtype)], axis=2)
-        C += 1
-    return pixels, C
+def png_unfilter(rows: np.ndarray, layout: PngLayout, name: str) -> np.ndarray:
+    """Scanlines (rows, 1 + row bytes), filter byte first, with their filters undone."""
+    from .api import run_compiled
+    from .engine.png import unfilter
+
+    if len(rows) and rows[:, 0].max() > 4:
+        raise ImageError(f"{name}: truncated or corrupt image (bad PNG filter type)")
+    rows.flags.writeable = False  # one compiled signature, whatever buffer the bytes are in
+    plain = np.empty((rows.shape[0], rows.shape[1] - 1), np.uint8)
+    run_compiled(unfilter, rows, layout.step, plain)
+    return plain
+
+
+def png_samples(plain: np.ndarray, n: int, layout: PngLayout) -> np.ndarray:
+    """(rows, n, samples) of unfiltered scanlines (rows, row bytes): 16-bit samples made
+    native, 1-, 2- and 4-bit ones unpacked (most significant bits first, as PNG packs them)."""
+    k, d, spp = plain.shape[0], layout.depth, layout.samples
+    if d == 16:
+        return plain[:, : n * spp * 2].view(">u2").reshape(k, n, spp).astype(np.uint16)
+    if d == 8:
+        return plain[:, : n * spp].reshape(k, n, spp)
+    shifts = np.arange(8 - d, -1, -d, dtype=np.uint8)  # 1–4 bits: one sample a pixel (grey or an index)
+    unpacked = (plain[:, :, None] >> shifts) & np.uint8((1 << d) - 1)
+    return unpacked.reshape(k, -1)[:, :n].reshape(k, n, 1)
+
+
+def png_pixels(samples: np.ndarray, layout: PngLayout, extras: dict) -> np.ndarray:
+    """The pixels (rows, n, channels) of PNG samples, as libpng expands them: a palette looked up
+    (tRNS giving each entry's alpha, indices past the palette black), 1–4-bit grey scaled to 8
+    bits (each value's bits repeated: 2-bit 1 is 85), a tRNS colour key made alpha (the PNG
+    specification's rule, at every bit depth)."""
+    d = layout.depth
+    if layout.colour_type == 3:
+        table = np.zeros((256, 4), np.uint8)
+        table[:, 3] = 255
+        entries = np.frombuffer(extras["plte"], np.uint8).reshape(-1, 3)
+        table[: len(entries), :3] = entries
+        if "trns" in extras:
+            alphas = np.frombuffer(extras["trns"], np.uint8)
+            table[: len(alphas), 3] = alphas
+        return table[:, : layout.channels][samples[:, :, 0]]
+    pixels = samples * np.uint8(255 // ((1 << d) - 1)) if d < 8 else samples
+    if "trns" in extras:  # a colour key, compared with the samples as stored: those pixels are transparent
+        key = (np.array(extras["trns"], np.uint32) & ((1 << d) - 1)).astype(samples.dtype)
+        opaque = (samples != key).any(axis=2, keepdims=True)
+        pixels = np.concatenate([pixels, (opaque * np.iinfo(layout.dtype).max).astype(layout.dtype)], axis=2)
+    return pixels
+
+
+def png_frames(extras: dict) -> int:
+    """How many frames an APNG has, counted as Pillow counts them (the default image is frame
+    0, and one more when it is not part of the animation); 1 for a plain PNG."""
+    if "frames" not in extras:
+        return 1
+    return max(1, extras["frames"] + (0 if extras.get("idat_is_frame") else 1))
 
 
 def exif_orientation(exif: bytes) -> int:

@@ -61,7 +61,7 @@ class PngRows(Rows):
         if head[:8] != images.PNG_SIGNATURE or len(head) < 33 or head[12:16] != b"IHDR":
             raise NotStreamable
         header = images.png_header(head[16:29], name)
-        if header is None or header[4]:  # palettes, small depths (Pillow) and Adam7: whole
+        if header[4]:  # Adam7: whole
             raise NotStreamable
         self.w, self.h, self.depth, colour_type, _ = header
         extras: dict = {}
@@ -78,6 +78,7 @@ class PngRows(Rows):
             if kind == b"IDAT":
                 fh.seek(pos + 8 + length)
                 self.idat.append((pos + 8, length, fh.read(4)))
+                images.png_saw_idat(extras)
             else:
                 body = fh.read(length)
                 images.check_chunk(kind, body, fh.read(4), name)
@@ -87,6 +88,7 @@ class PngRows(Rows):
             pos += 12 + length
         if not self.idat:
             raise ImageError(f"{name}: truncated or corrupt image (no image data)")
+        images.check_palette(colour_type, extras, name)
         exif = None
         if "exif" in extras:
             exif = b"Exif\0\0" + extras["exif"]
@@ -94,13 +96,10 @@ class PngRows(Rows):
                 raise NotStreamable  # turned upright: whole
             exif = images.apply_orientation(np.zeros((1, 1, 1), np.uint8), exif)[1]
         self.meta = images.Meta(extras.get("icc"), extras.get("dpi"), exif)
-        self.extras = extras
-        self.C = images._PNG_CHANNELS[colour_type]
-        self.bpp = self.C * self.depth // 8
-        self.rowbytes = self.w * self.bpp
-        self.dtype = np.dtype(np.uint16 if self.depth == 16 else np.uint8)
-        channels = self.C + (1 if "trns" in extras else 0)
-        self.alpha = channels in (2, 4)
+        self.extras, self.frames = extras, images.png_frames(extras)
+        self.layout = layout = images.PngLayout(self.depth, colour_type, extras)
+        self.rowbytes, self.dtype, self.alpha = layout.rowbytes(self.w), layout.dtype, layout.alpha
+        channels = layout.channels
         if gray_luma(self.gray, channels):
             channels = 1 + self.alpha
         self.height, self.width, self.channels = self.h, self.w, channels
@@ -148,15 +147,10 @@ class PngRows(Rows):
         return parts[0].tobytes() if len(parts) == 1 else b"".join(parts)
 
     def read(self, n: int) -> np.ndarray:
-        from .api import run_compiled
-        from .engine.png import unfilter
-
         k = min(max(0, n), self.h - self.at)
         if k == 0:
             return np.empty((0, self.width, self.channels), self.dtype)
         raw = np.frombuffer(self._inflate(k * (self.rowbytes + 1)), np.uint8).reshape(k, self.rowbytes + 1)
-        if raw[:, 0].max() > 4:
-            raise ImageError(f"{self.name}: truncated or corrupt image (bad PNG filter type)")
         if self.prev is not None:  # the row before, unfiltered, in front (filter 0: taken as it is)
             rows = np.empty((k + 1, self.rowbytes + 1), np.uint8)
             rows[0, 0] = 0
@@ -164,18 +158,16 @@ class PngRows(Rows):
             rows[1:] = raw
         else:
             rows = raw.copy()
-        rows.flags.writeable = False  # the signature the whole-image decoder compiled
-        plain = np.empty((rows.shape[0], self.rowbytes), np.uint8)
-        run_compiled(unfilter, rows, self.bpp, plain)
+        plain = images.png_unfilter(rows, self.layout, self.name)
         if self.prev is not None:
             plain = plain[1:]
         self.prev = plain[-1].copy()
         self.at += k
         if self.at == self.h and self.inflater.take():  # the rest of the file checked, as whole
             raise ImageError(f"{self.name}: truncated or corrupt image (image data past the last row)")
-        pixels, C = images.png_pixels(plain, self.w, self.C, self.depth, self.extras)
-        pic = images.Picture(np.ascontiguousarray(pixels), C in (2, 4), "")
-        if gray_luma(self.gray, C):
+        pixels = images.png_pixels(images.png_samples(plain, self.w, self.layout), self.layout, self.extras)
+        pic = images.Picture(np.ascontiguousarray(pixels), self.alpha, "")
+        if gray_luma(self.gray, self.layout.channels):
             pic = images._gray(pic)
         return pic.pixels
 

@@ -53,7 +53,7 @@ def mixed(tmp_path, samples):
 
 
 def test_folder_with_bad_files(cli, mixed, tmp_path):
-    r = cli("pool", mixed, "-m", "max", "-s", "2", "-o", tmp_path / "out", "--json", "--jobs", "2")
+    r = cli("pool", mixed, "-m", "max", "-s", "2", "-o", f"{tmp_path / 'out'}/", "--json", "--jobs", "2")
     assert r.code == 1, r
     doc = r.json
     rows = {os.path.basename(f["input"]): f for f in doc["files"]}
@@ -82,14 +82,14 @@ def test_folder_with_bad_files(cli, mixed, tmp_path):
 def test_recursive_keeps_sub_folders(cli, mixed, tmp_path):
     for bad in ("truncated.png", "corrupt.png", "dot.png", "bomb.png"):
         (mixed / bad).unlink()
-    r = cli("convolve", mixed, "-r", "-k", "blur", "-o", "out", "--jobs", "2")
+    r = cli("convolve", mixed, "-r", "-k", "blur", "-o", "out/", "--jobs", "2")
     assert r.code == 0, r
     out = tmp_path / "out"
     assert (out / "sub" / "rocket_blur.png").exists()
     assert (out / "sub" / "deeper" / "astro_blur.png").exists()
     assert decode(out / "sub" / "deeper" / "astro_blur.png").mode == "I;16"
     # without -r only the top folder
-    r = cli("convolve", mixed, "-k", "blur", "-o", "flat")
+    r = cli("convolve", mixed, "-k", "blur", "-o", "flat/")
     assert r.code == 0
     assert sorted(p.name for p in (tmp_path / "flat").rglob("*.png")) == [
         "camera_blur.png",
@@ -103,13 +103,13 @@ def test_output_folder_inside_input_is_not_read_back(cli, tmp_path, samples):
     d.mkdir()
     (d / "a.png").write_bytes((samples / "camera.png").read_bytes())
     for _ in range(2):
-        r = cli("pool", d, "-r", "-m", "max", "-s", "2", "-o", d / "small", "--json")
+        r = cli("pool", d, "-r", "-m", "max", "-s", "2", "-o", f"{d / 'small'}/", "--json")
         assert r.code == 0, r
         assert [os.path.basename(f["input"]) for f in r.json["files"]] == ["a.png"]
 
 
 def test_glob_and_several_files(cli, samples, tmp_path):
-    r = cli("pool", str(samples / "c*.png"), samples / "rocket.jpg", "-m", "avg", "-s", "4", "-o", "out", "--json")
+    r = cli("pool", str(samples / "c*.png"), samples / "rocket.jpg", "-m", "avg", "-s", "4", "-o", "out/", "--json")
     assert r.code == 0, r
     assert sorted(os.path.basename(f["input"]) for f in r.json["files"]) == [
         "camera.png",
@@ -117,7 +117,7 @@ def test_glob_and_several_files(cli, samples, tmp_path):
         "coffee_rgba.png",
         "rocket.jpg",
     ]
-    r = cli("pool", str(samples / "nothing*.png"), "-m", "avg", "-s", "4", "-o", "out")
+    r = cli("pool", str(samples / "nothing*.png"), "-m", "avg", "-s", "4", "-o", "out/")
     assert r.code == 1 and "no file matches" in r.stderr
 
 
@@ -133,19 +133,19 @@ def test_same_stem_different_extensions_do_not_collide(cli, samples, tmp_path):
     d.mkdir()
     Image.open(samples / "chelsea.png").save(d / "x.png")
     Image.open(samples / "chelsea.png").save(d / "x.jpg")
-    r = cli("pool", d, "-m", "max", "-s", "2", "-o", "out")
+    r = cli("pool", d, "-m", "max", "-s", "2", "-o", "out/")
     assert r.code == 0, r
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x_jpg_max2.png", "x_png_max2.png"]
 
 
 def test_skip_existing_resumes(cli, samples, tmp_path):
-    r = cli("pool", samples, "-m", "max", "-s", "2", "-o", "out", "--json")
+    r = cli("pool", samples, "-m", "max", "-s", "2", "-o", "out/", "--json")
     assert r.code == 0
     first = {f["input"]: f for f in r.json["files"]}
     target = tmp_path / "out" / "camera_max2.png"
     target.unlink()
     mtimes = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()}
-    r = cli("pool", samples, "-m", "max", "-s", "2", "-o", "out", "--skip-existing", "--json")
+    r = cli("pool", samples, "-m", "max", "-s", "2", "-o", "out/", "--skip-existing", "--json")
     assert r.code == 0, r
     rows = {os.path.basename(f["input"]): f for f in r.json["files"]}
     assert rows["camera.png"]["skipped"] is False and target.exists()
@@ -159,7 +159,7 @@ def test_skip_existing_resumes(cli, samples, tmp_path):
 def test_stdin_among_several_inputs(cli, samples, tmp_path):
     """Standard input belongs to the parent process: it is read there, not by a worker."""
     data = (samples / "chelsea.png").read_bytes()
-    r = cli("pool", "-", samples / "camera.png", samples / "rocket.jpg", "-m", "max", "-s", "2", "-o", "out",
+    r = cli("pool", "-", samples / "camera.png", samples / "rocket.jpg", "-m", "max", "-s", "2", "-o", "out/",
             "--jobs", "2", "--json", stdin=data)  # fmt: skip
     assert r.code == 0, r
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
@@ -174,7 +174,7 @@ def test_stdin_among_several_inputs(cli, samples, tmp_path):
 
 
 def test_report_file_has_a_row_per_file(cli, samples, tmp_path):
-    r = cli("convolve", samples, "-k", "sobel", "-o", "out", "--report", "report.json", "-q")
+    r = cli("convolve", samples, "-k", "sobel", "-o", "out/", "--report", "report.json", "-q")
     assert r.code == 0 and r.stderr == ""
     doc = json.loads((tmp_path / "report.json").read_text())
     assert len(doc["files"]) == 5 and doc["totals"]["files"] == 5
@@ -231,7 +231,7 @@ def test_sigint_stops_cleanly(tmp_path):
     for i in range(80):
         Image.fromarray(np.roll(base, i, axis=1)).save(src / f"img{i:03d}.png", compress_level=1)
     out = tmp_path / "out"
-    proc = start_batch(["convolve", src, "-k", "gaussian", "--sigma", "3", "-o", out, "--jobs", "2"], out, 2)
+    proc = start_batch(["convolve", src, "-k", "gaussian", "--sigma", "3", "-o", f"{out}/", "--jobs", "2"], out, 2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err.decode()
@@ -254,7 +254,7 @@ def test_second_sigint_stops_waiting(tmp_path):
             src / f"b{i}.png", compress_level=0
         )
     out = tmp_path / "out"
-    proc = subprocess.Popen(poolcli_command() + ["convolve", str(src), "-k", "gaussian", "--sigma", "12", "-o", str(out),
+    proc = subprocess.Popen(poolcli_command() + ["convolve", str(src), "-k", "gaussian", "--sigma", "12", "-o", f"{out}/",
                             "--jobs", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     deadline = time.time() + 120
     while time.time() < deadline and not (out.exists() and any(out.iterdir())) and proc.poll() is None:
@@ -274,7 +274,7 @@ def test_second_sigint_stops_waiting(tmp_path):
 def test_sigterm_stops_cleanly(tmp_path, samples):
     src = chelsea_copies(tmp_path, samples, 40)
     out = tmp_path / "out"
-    proc = start_batch(["convolve", src, "-k", "gaussian", "--sigma", "4", "-o", out, "--jobs", "1"], out, 1)
+    proc = start_batch(["convolve", src, "-k", "gaussian", "--sigma", "4", "-o", f"{out}/", "--jobs", "1"], out, 1)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err.decode()
@@ -320,7 +320,7 @@ def test_a_killed_worker_loses_no_file(tmp_path, samples):
     """SIGKILL (the OOM killer's signal) to a worker: its files are run again, nothing is lost."""
     src = chelsea_copies(tmp_path, samples, 60)
     out = tmp_path / "out"
-    proc = start_batch(["convolve", src, "-k", "gaussian", "--sigma", "3", "-o", out, "--jobs", "2"], out, 2)
+    proc = start_batch(["convolve", src, "-k", "gaussian", "--sigma", "3", "-o", f"{out}/", "--jobs", "2"], out, 2)
     children = (Path("/proc") / str(proc.pid) / "task" / str(proc.pid) / "children").read_text().split()
     assert children, "no worker processes"
     os.kill(int(children[0]), signal.SIGKILL)
@@ -405,18 +405,18 @@ def _on_a_terminal(args, cwd) -> tuple[int, str]:
 
 def test_progress_bar_on_a_terminal(tmp_path, samples):
     src = chelsea_copies(tmp_path, samples, 12)
-    code, shown = _on_a_terminal(["pool", src, "-m", "max", "-s", "2", "-o", tmp_path / "out", "--jobs", "2"], tmp_path)
+    code, shown = _on_a_terminal(["pool", src, "-m", "max", "-s", "2", "-o", f"{tmp_path / 'out'}/", "--jobs", "2"], tmp_path)
     assert code == 0, shown
     assert "12/12" in shown and "img/s" in shown  # files done, rate
     assert "→" not in shown  # no per-file log lines under the bar
     assert "files 12 · written 12" in shown
-    code, shown = _on_a_terminal(["pool", src, "-m", "max", "-s", "2", "-o", tmp_path / "q", "-q"], tmp_path)
+    code, shown = _on_a_terminal(["pool", src, "-m", "max", "-s", "2", "-o", f"{tmp_path / 'q'}/", "-q"], tmp_path)
     assert code == 0 and shown == ""
 
 
 def test_log_lines_when_not_a_terminal(cli, tmp_path, samples):
     src = chelsea_copies(tmp_path, samples, 3)
-    r = cli("pool", src, "-m", "max", "-s", "2", "-o", "out", "--jobs", "2")
+    r = cli("pool", src, "-m", "max", "-s", "2", "-o", "out/", "--jobs", "2")
     assert r.code == 0, r
     for i in range(3):
         assert f"c{i:02d}.png → " in r.stderr
@@ -503,7 +503,7 @@ def test_a_bug_is_exit_70_with_the_report_written(tmp_path):
         "sys.argv = ['poolcli'] + sys.argv[1:]\n"
         "main()\n"
     )
-    base = [sys.executable, "-c", script, "pool", str(tmp_path), "-m", "max", "-s", "2", "-o", str(tmp_path / "out")]
+    base = [sys.executable, "-c", script, "pool", str(tmp_path), "-m", "max", "-s", "2", "-o", f"{tmp_path / 'out'}/"]
     for debug in ([], ["--debug"]):
         proc = subprocess.run(base + ["--report", str(tmp_path / "r.json"), "-q", "--jobs", "1"] + debug,
                               capture_output=True, text=True, timeout=120)  # fmt: skip

@@ -92,8 +92,8 @@ def test_dask_gives_the_local_pool_s_results(tmp_path, request, where):
         address, _ = request.getfixturevalue("cluster")
         extra += ["--scheduler", address]
     for command in (["pool", "-m", "max", "-s", "2"], ["run", "blur | relu | max 2"]):
-        local = run(*command, src, "-o", tmp_path / "local", "--json", "-q")
-        dask = run(*command, src, "-o", tmp_path / "dask", "--json", "-q", *extra)
+        local = run(*command, src, "-o", f"{tmp_path / 'local'}/", "--json", "-q")
+        dask = run(*command, src, "-o", f"{tmp_path / 'dask'}/", "--json", "-q", *extra)
         assert local[0] == dask[0] == 1, (local[2], dask[2])
         assert outputs(tmp_path / "local") == outputs(tmp_path / "dask")
         assert report_shape(local[1]) == report_shape(dask[1])
@@ -106,7 +106,7 @@ def test_dask_gives_the_local_pool_s_results(tmp_path, request, where):
 def test_the_scheduler_from_the_environment(tmp_path, cluster):
     address, _ = cluster
     src = photos(tmp_path / "in", 3)
-    proc = subprocess.run(poolcli_command() + ["pool", str(src), "-m", "max", "-s", "2", "-o", str(tmp_path / "o"),
+    proc = subprocess.run(poolcli_command() + ["pool", str(src), "-m", "max", "-s", "2", "-o", f"{tmp_path / 'o'}/",
                                                "--executor", "dask", "-q"],
                           capture_output=True, env={**os.environ, "POOLCLI_SCHEDULER": address}, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -118,7 +118,7 @@ def test_a_killed_worker_loses_no_file(tmp_path, cluster):
     src = photos(tmp_path / "in", 60)
     out = tmp_path / "out"
     proc = subprocess.Popen(poolcli_command() + ["convolve", str(src), "-k", "gaussian", "--sigma", "4", "-o",
-                            str(out), "--executor", "dask", "--scheduler", address, "-q"],
+                            f"{out}/", "--executor", "dask", "--scheduler", address, "-q"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     deadline = time.time() + 120
     while time.time() < deadline and not (out.exists() and len(list(out.glob("*.png"))) >= 3):
@@ -137,10 +137,10 @@ def test_a_killed_worker_loses_no_file(tmp_path, cluster):
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
 def test_shards_partition_the_run(tmp_path, n):
     src = photos(tmp_path / "in", 7)
-    run("pool", src, "-m", "max", "-s", "2", "-o", tmp_path / "whole", "-q")
+    run("pool", src, "-m", "max", "-s", "2", "-o", f"{tmp_path / 'whole'}/", "-q")
     seen: dict[str, bytes] = {}
     for k in range(1, n + 1):
-        code, _, err = run("pool", src, "-m", "max", "-s", "2", "-o", tmp_path / f"s{k}", "--shard", f"{k}/{n}", "-q")
+        code, _, err = run("pool", src, "-m", "max", "-s", "2", "-o", f"{tmp_path}/s{k}/", "--shard", f"{k}/{n}", "-q")
         assert code == 0, err
         part = outputs(tmp_path / f"s{k}") if (tmp_path / f"s{k}").exists() else {}
         assert not set(part) & set(seen)  # disjoint
@@ -150,8 +150,8 @@ def test_shards_partition_the_run(tmp_path, n):
 
 def test_a_shard_resumes_with_skip_existing(tmp_path):
     src = photos(tmp_path / "in", 5)
-    first = run("pool", src, "-m", "max", "-s", "2", "-o", tmp_path / "o", "--shard", "1/1", "--json", "-q")
-    again = run("pool", src, "-m", "max", "-s", "2", "-o", tmp_path / "o", "--shard", "1/1", "--skip-existing",
+    first = run("pool", src, "-m", "max", "-s", "2", "-o", f"{tmp_path / 'o'}/", "--shard", "1/1", "--json", "-q")
+    again = run("pool", src, "-m", "max", "-s", "2", "-o", f"{tmp_path / 'o'}/", "--shard", "1/1", "--skip-existing",
                 "--json", "-q")  # fmt: skip
     import json
 
@@ -161,7 +161,7 @@ def test_a_shard_resumes_with_skip_existing(tmp_path):
 
 @pytest.mark.parametrize("shard", ["0/3", "4/3", "a/b", "1/0", "2"])
 def test_bad_shards_are_usage_errors(cli, samples, shard):
-    r = cli("pool", samples, "-m", "max", "-s", "2", "-o", samples / "o", "--shard", shard)
+    r = cli("pool", samples, "-m", "max", "-s", "2", "-o", f"{samples / 'o'}/", "--shard", shard)
     one_line_error(r, "--shard")
     assert r.code == 2
 
@@ -185,7 +185,7 @@ def test_an_unreachable_scheduler_is_one_line(cli, samples):
 def test_ctrl_c_cancels_a_dask_run(tmp_path):
     src = photos(tmp_path / "in", 80)
     out = tmp_path / "out"
-    proc = subprocess.Popen(poolcli_command() + ["convolve", str(src), "-k", "gaussian", "--sigma", "6", "-o", str(out),
+    proc = subprocess.Popen(poolcli_command() + ["convolve", str(src), "-k", "gaussian", "--sigma", "6", "-o", f"{out}/",
                             "--executor", "dask", "--jobs", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     deadline = time.time() + 120
     while time.time() < deadline and not (out.exists() and list(out.glob("*.png"))):

@@ -45,7 +45,7 @@ def test_killing_the_parent_leaves_no_worker_and_no_temp_file(tmp_path):
     for i in range(40):
         Image.fromarray(np.roll(base, i, axis=1)).save(src / f"img{i:02d}.png", compress_level=0)
     out = tmp_path / "out"
-    proc = subprocess.Popen(poolcli_command() + ["convolve", str(src), "-k", "gaussian", "--sigma", "4", "-o", str(out),
+    proc = subprocess.Popen(poolcli_command() + ["convolve", str(src), "-k", "gaussian", "--sigma", "4", "-o", f"{out}/",
                             "--jobs", "2", "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.time() + 120
     while time.time() < deadline and not (out.exists() and list(out.glob("*.png"))):

@@ -116,10 +116,10 @@ def check_batch(r, tmp_path, names: list[str], out: str) -> None:
 def test_mutated_files_fail_alone_in_a_batch(tmp_path, measured):
     names = fuzz_folder(tmp_path / "fuzz", CASES, SEED)
     common = ["--json", "-q", "--max-pixels", "4000000"]
-    r = measured("pool", "fuzz", "-m", "max", "-s", "2", "-o", "pooled", "--jobs", "2", *common, timeout=300)
+    r = measured("pool", "fuzz", "-m", "max", "-s", "2", "-o", "pooled/", "--jobs", "2", *common, timeout=300)
     check_batch(r, tmp_path, names, "pooled")
     assert r.peak_mb < 600, r.peak_mb
-    r = measured("convolve", "fuzz", "-k", "sobel", "-o", "edges", "--jobs", "1", "--gray", *common, timeout=300)
+    r = measured("convolve", "fuzz", "-k", "sobel", "-o", "edges/", "--jobs", "1", "--gray", *common, timeout=300)
     check_batch(r, tmp_path, names, "edges")
     assert r.peak_mb < 600, r.peak_mb
 
@@ -133,7 +133,7 @@ def test_mutated_files_stream_as_they_read_whole(tmp_path, measured):
     common = ["--json", "-q", "--max-pixels", "4000000", "--jobs", "2"]
     runs = {}
     for flag, out in (("--stream", "streamed"), ("--no-stream", "whole")):
-        r = measured("pool", "fuzz", "-m", "max", "-s", "2", "-o", out, flag, *common, timeout=300)
+        r = measured("pool", "fuzz", "-m", "max", "-s", "2", "-o", f"{out}/", flag, *common, timeout=300)
         check_batch(r, tmp_path, names, out)
         assert r.peak_mb < 600, r.peak_mb
         runs[out] = {os.path.basename(row["input"]): row for row in json.loads(r.stdout)["files"]}

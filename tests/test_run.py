@@ -307,7 +307,7 @@ def test_cli_save_stages(cli, samples):
 
 
 def test_cli_batch_jobs_and_pipes(cli, samples, tmp_path):
-    r = cli("run", "blur | relu | max 2", samples, "-o", tmp_path / "out", "--jobs", "2", "--json", "-q")
+    r = cli("run", "blur | relu | max 2", samples, "-o", f"{tmp_path / 'out'}/", "--jobs", "2", "--json", "-q")
     assert r.code == 0, r
     assert len(r.json["files"]) == 5 and all(f["stages"] for f in r.json["files"])
     r = cli("run", "blur | max 2", stdin=(samples / "camera.png").read_bytes())

@@ -170,5 +170,5 @@ def test_cli_montage(cli, samples):
     for command in (["convolve", "-k", "sobel"], ["pool", "-m", "max", "-s", "4"]):
         r = cli(*command, samples / "camera.png", "--montage", samples / "m2.png", "-q")
         assert r.code == 0 and (samples / "m2.png").exists(), r
-    r = cli("pool", samples, "-m", "max", "-s", "2", "-o", samples / "out", "--montage", samples / "m3.png")
+    r = cli("pool", samples, "-m", "max", "-s", "2", "-o", f"{samples / 'out'}/", "--montage", samples / "m3.png")
     one_line_error(r, "--montage draws one input")
