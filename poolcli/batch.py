@@ -309,14 +309,14 @@ def same_file(a: str, b: str) -> bool:
 def process_file(
     task: Task, job, *, max_pixels: int | None, png_level: int, skip_existing: bool = False, strip: bool = False,
     quality: int | None = None, montage: str | None = None, png_threads: int | None = None, inflated=None,
-    stream: bool | None = None,
+    stream: bool | None = None, page: int = 0,
 ) -> FileResult:  # fmt: skip
     """Read, run ``job`` on, and write one image; every failure is returned, never raised.
 
     ``inflated`` is the input already read, checked and inflated by :class:`Prefetcher`.
     ``stream``: True streams the image in bands of rows where its formats allow, False never
     does, None (the default) streams images of more than :data:`STREAM_ABOVE` pixels where the
-    formats allow (contract §10).
+    formats allow (contract §10).  ``page``: the frame of a multi-frame file to read (0-based).
     """
     from .api import engine, engine_loaded, take_compile_ms
 
@@ -331,8 +331,11 @@ def process_file(
         if same_file(task.source, task.dest):
             raise ImageError(f"{name}: refusing to overwrite the input with the output")
         take_compile_ms()
-        src = stream_source(task, job, stream, max_pixels, montage)
+        src = None if page else stream_source(task, job, stream, max_pixels, montage)  # page 0 streams
         if src is not None:
+            note = images.frame_note(getattr(src, "frames", 1))
+            if note:
+                res.notes.append(note)
             try:
                 _process_streamed(task, job, src, res, png_level=png_level, strip=strip, png_threads=png_threads)
             finally:
@@ -340,7 +343,9 @@ def process_file(
             return res
         t0 = time.perf_counter()
         data = None
-        if inflated is None and task.source != "-" and not engine_loaded():
+        if page:
+            inflated = None  # the prefetcher reads frame 0
+        if inflated is None and task.source != "-" and not engine_loaded() and not page:
             # the first file of this process: read and inflate it on a thread (the GIL is
             # released) while Numba loads; that is compile time, not load time.  Not standard
             # input: a Ctrl-C that Numba's start-up swallows would leave us waiting for it.
@@ -355,8 +360,11 @@ def process_file(
             del raw
         else:
             data = data if data is not None else images.read_bytes(task.source, max_pixels)
-            pic = images.decode(data, name, gray=job.gray, max_pixels=max_pixels)
-        del data, inflated  # peak memory: hold as few full-size buffers as possible at once
+            pic = images.decode(data, name, gray=job.gray, max_pixels=max_pixels, page=page)
+        del data, inflated
+        note = images.frame_note(pic.frames, pic.page)
+        if note:
+            res.notes.append(note)  # peak memory: hold as few full-size buffers as possible at once
         t1 = time.perf_counter()
         res.height, res.width, res.channels = pic.pixels.shape
         res.dtype = str(pic.pixels.dtype)
@@ -922,6 +930,7 @@ def run(
     executor: str = "local",
     scheduler: str | None = None,
     stream: bool | None = None,
+    page: int = 0,
     on_result: Callable[[FileResult], None] = lambda r: None,
 ) -> list[FileResult]:
     """Run every task; ``jobs`` > 1 uses that many worker processes, one compute thread each
@@ -933,7 +942,7 @@ def run(
     """
     results: list[FileResult] = []
     kwargs = dict(max_pixels=max_pixels, png_level=png_level, skip_existing=skip_existing, strip=strip, quality=quality,
-                  montage=montage, stream=stream)  # fmt: skip
+                  montage=montage, stream=stream, page=page)  # fmt: skip
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     if len(tasks) > 1:
         _reuse_freed_memory()  # inherited by the helper and the workers this process forks

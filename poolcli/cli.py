@@ -96,6 +96,10 @@ STREAM = typer.Option(
     help="Stream PNG, TIFF and .npy images in bands of rows (flat memory): default for images over 16 MP.",
 )  # fmt: skip
 SHARD = typer.Option(None, "--shard", help="K/N: process only the K-th of N slices of the inputs (job arrays).")
+PAGE = typer.Option(
+    0, "--page", min=0, max=2**31 - 1,
+    help="Frame or page of a multi-frame input to read, 0-based (animated GIF, APNG, WebP, multi-page TIFF).",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,7 @@ class RunOptions:
     scheduler: str | None = None
     shard: str | None = None
     stream: bool | None = None
+    page: int = 0
     debug: bool = False
 
 
@@ -130,7 +135,7 @@ _COMMON = {  # name: (type, Typer option), in the order --help lists them
     "max_pixels": (int, MAX_PIXELS), "compress_level": (int | None, LEVEL), "strip": (bool, STRIP),
     "quality": (int | None, QUALITY), "montage": (str | None, MONTAGE), "executor": (str | None, EXECUTOR),
     "scheduler": (str | None, SCHEDULER), "shard": (str | None, SHARD), "stream": (bool | None, STREAM),
-    "debug": (bool, DEBUG),
+    "page": (int, PAGE), "debug": (bool, DEBUG),
 }  # fmt: skip
 
 
@@ -239,7 +244,8 @@ def _execute(command: str, job, settings: dict, inputs, opts: RunOptions) -> Non
 
             dask_executor.require()
             scheduler = dask_executor.scheduler_from_env(scheduler)
-        planned = batch.plan_run(inputs, output=output, fmt=fmt, tag=job.tag, recursive=recursive, montage=montage,
+        tag = job.tag if not opts.page or getattr(job, "tag_given", False) else f"{job.tag}_page{opts.page}"
+        planned = batch.plan_run(inputs, output=output, fmt=fmt, tag=tag, recursive=recursive, montage=montage,
                                  shard=shard)  # fmt: skip
         found, tasks = planned.found, planned.tasks
         if not found.items:
@@ -277,7 +283,7 @@ def _execute(command: str, job, settings: dict, inputs, opts: RunOptions) -> Non
         results = batch.run(
             tasks, job, jobs=n_jobs, max_pixels=max_pixels or None, png_level=level,
             skip_existing=skip_existing, strip=strip, quality=quality, montage=montage, executor=executor,
-            scheduler=scheduler, stream=opts.stream, on_result=on_result,
+            scheduler=scheduler, stream=opts.stream, page=opts.page, on_result=on_result,
         )  # fmt: skip
     except batch.Interrupted as exc:
         results, interrupted = exc.results, True

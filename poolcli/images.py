@@ -214,7 +214,7 @@ def _read_stdin(limit: int | None) -> bytes:
 
 
 def decode(
-    data: bytes, name: str, *, gray: bool = False, max_pixels: int | None = PILLOW_DEFAULT_MAX_PIXELS
+    data: bytes, name: str, *, gray: bool = False, max_pixels: int | None = PILLOW_DEFAULT_MAX_PIXELS, page: int = 0
 ) -> Picture:
     """Decode image bytes into a :class:`Picture`.
 
@@ -228,27 +228,82 @@ def decode(
         Convert to one luma channel (Pillow's ``convert("L")``; alpha is kept).
     max_pixels : int or None
         Refuse images with more pixels than this (0 or None: no limit).
+    page : int
+        The frame or page of a multi-frame file to read (0-based, as vips' ``[page=N]``); the
+        :class:`Picture` says how many the file has (``frames``).
     """
     if data[:6] == b"\x93NUMPY":
+        check_page(name, page, 1)
         return _decode_npy(data, name, gray, max_pixels)
     inflated = inflate_png(data, name, max_pixels)
     if inflated is not None:
-        return png_picture(*inflated, name, gray=gray)
+        frames = png_frames(inflated[2])
+        check_page(name, page, frames)
+        if page == 0:  # the default image: poolcli's own decoder
+            return png_picture(*inflated, name, gray=gray)
+        del inflated  # a later APNG frame, composed as Pillow composes it
+        return _decode_pillow(data, name, gray, max_pixels, page)
     if data[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+        frames = tiff_pages(lambda at, n: data[at : at + n])
+        check_page(name, page, frames)
+        if page:
+            pic = _decode_tiff(data, name, max_pixels, force=True, page=page)
+            pic.frames, pic.page = frames, page
+            return _gray(pic) if gray else pic
         pic = _decode_tiff(data, name, max_pixels)
         if pic is None:  # 8-bit: Pillow knows every photometric; tifffile reads what it cannot
             try:
-                return _decode_pillow(data, name, gray, max_pixels)
+                pic = _decode_pillow(data, name, gray, max_pixels)
+                pic.frames = frames
+                return pic
             except ImageError as exc:
                 try:
                     pic = _decode_tiff(data, name, max_pixels, force=True)
                 except ImageError:
                     raise exc from None
+        pic.frames = frames
         return _gray(pic) if gray else pic
-    return _decode_pillow(data, name, gray, max_pixels)
+    return _decode_pillow(data, name, gray, max_pixels, page)
 
 
-def _decode_pillow(data: bytes, name: str, gray: bool, max_pixels: int | None) -> Picture:
+def check_page(name: str, page: int, frames: int) -> None:
+    """ImageError unless the file has a frame ``page`` (0-based)."""
+    if page >= frames:
+        has = "1 frame" if frames == 1 else f"{frames} frames"
+        raise ImageError(f"{name}: has {has}; --page {page} is past the last (--page 0 to {frames - 1})")
+
+
+def frame_note(frames: int, page: int = 0) -> str | None:
+    """"frame 1 of 4 (…)" for a multi-frame input (contract §2: nothing is silently lost)."""
+    if frames <= 1:
+        return None
+    return f"frame {page + 1} of {frames} (--page N picks another, 0-based)"
+
+
+def tiff_pages(read, most: int = 1 << 16) -> int:
+    """How many pages (images in the IFD chain) a TIFF has; ``read(offset, n)`` gives its bytes.
+    Only each directory's entry count and next pointer are read; a loop or a pointer past the
+    end ends the chain, as libtiff ends it."""
+    head = read(0, 16)
+    try:
+        end = "<" if head[:2] == b"II" else ">"
+        big = struct.unpack(end + "H", head[2:4])[0] == 43
+        count_fmt, entry, ptr = (end + "Q", 20, end + "Q") if big else (end + "H", 12, end + "I")
+        at = struct.unpack(ptr, head[8:16] if big else head[4:8])[0]
+        seen: set[int] = set()
+        while at and at not in seen and len(seen) < most:
+            raw = read(at, struct.calcsize(count_fmt))
+            if len(raw) < struct.calcsize(count_fmt):
+                break
+            seen.add(at)
+            nxt = read(at + len(raw) + struct.unpack(count_fmt, raw)[0] * entry, struct.calcsize(ptr))
+            at = struct.unpack(ptr, nxt)[0] if len(nxt) == struct.calcsize(ptr) else 0
+    except (struct.error, OverflowError, ValueError, OSError):
+        return 1
+    return max(1, len(seen))
+
+
+def _decode_pillow(data: bytes, name: str, gray: bool, max_pixels: int | None, page: int = 0) -> Picture:
     """Any other format, through Pillow.  Whatever Pillow raises on these bytes is the file's
     fault (Pillow's decoders raise many kinds of exception on hostile input), so every
     exception becomes this file's ImageError, and Pillow's warnings are kept off stderr."""
@@ -263,12 +318,17 @@ def _decode_pillow(data: bytes, name: str, gray: bool, max_pixels: int | None) -
             im = Image.open(io.BytesIO(data))
             w, h = im.size
             _check_pixels(w, h, name, max_pixels)
+            frames = max(1, int(getattr(im, "n_frames", 1) or 1))
+            check_page(name, page, frames)
+            if page:
+                im.seek(page)
             im.load()
             original = im
             if im.getexif().get(0x0112, 1) != 1:  # exif_transpose copies even when nothing turns
                 im = ImageOps.exif_transpose(im)
             pic = _from_pillow(im, gray)
             pic.meta = _pillow_meta(original)  # after turning it: this resets the orientation tag
+            pic.frames, pic.page = frames, page
             return pic
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image, or a format Pillow cannot read") from None
@@ -1302,7 +1362,8 @@ def tiff_ifd(data: bytes, name: str) -> TiffIFD:
     return ifd
 
 
-def _decode_tiff(data: bytes, name: str, max_pixels: int | None, force: bool = False) -> Picture | None:
+def _decode_tiff(data: bytes, name: str, max_pixels: int | None, force: bool = False,
+                 page: int = 0) -> Picture | None:  # fmt: skip
     """Read a TIFF that Pillow would read with fewer bits than it holds (16-bit colour, signed or
     floating-point samples, 32 and 64 bits) through tifffile, at its full depth; None for 8-bit
     and bilevel TIFFs, which Pillow reads (``force``: read those too, where Pillow failed).
@@ -1321,7 +1382,7 @@ def _decode_tiff(data: bytes, name: str, max_pixels: int | None, force: bool = F
     logging.getLogger("tifffile").setLevel(logging.CRITICAL)  # its warnings would reach stderr
     try:
         with tifffile.TiffFile(io.BytesIO(data)) as tif:
-            page = tif.pages[0]
+            page = tif.pages[page]
             _check_pixels(page.imagewidth, page.imagelength, name, max_pixels)
             if page.samplesperpixel > 64:
                 raise ImageError(f"{name}: {page.samplesperpixel} samples per pixel is more than an image has")

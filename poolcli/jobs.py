@@ -175,6 +175,7 @@ class RunJob:
     gray: bool = False
     scale: str = "auto"
     save_stages: bool = False
+    tag_given: bool = False  # --tag named it: used as it is
     command = "run"
 
     @classmethod
@@ -188,9 +189,10 @@ class RunJob:
         if tag is not None and (not tag.strip() or any(ch in tag for ch in "/\\\0")):
             raise api.UsageError(f"--tag '{tag}' must be a non-empty file-name part without '/'")
         scale = str(scale).lower()
+        given = tag is not None
         if tag is None:
             tag = tags.bounded(tags.with_options(pipe.tag, gray=bool(gray), scale=scale, auto=pipe.auto_scale()))
-        return cls(pipe, tag, bool(gray), scale, bool(save_stages))
+        return cls(pipe, tag, bool(gray), scale, bool(save_stages), given)
 
     def scale_rule(self, upto: int | None = None) -> str:
         if self.scale != "auto":

@@ -496,6 +496,13 @@ class TiffRows(Rows):
             raise NotStreamable from None
 
     def _check(self) -> None:
+        fh = self.tif.filehandle
+
+        def read(at: int, n: int) -> bytes:
+            fh.seek(at)
+            return fh.read(n)
+
+        self.frames = images.tiff_pages(read)
         page = self.tif.pages[0]
         self.page = page
         tags = page.tags

@@ -1,10 +1,16 @@
 """Nothing silently wrong (issue #20): names that never collide, one meaning of -o, messages
 once, --scheduler alone, multi-frame inputs, channels-first arrays."""
 
+import io
 import itertools
+import os
+import stat
+import threading
+import time
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from poolcli.jobs import ConvolveJob, PoolJob, RunJob
 from poolcli.pipeline import Pipeline
@@ -145,3 +151,154 @@ def test_poolcli_scheduler_applies_under_executor_dask_only(cli, samples):
             env={"POOLCLI_SCHEDULER": "tcp://127.0.0.1:1"})  # fmt: skip
     assert r.code == 0, r  # local: the variable names the cluster for --executor dask
     assert np.asarray(__import__("PIL.Image").Image.open(samples / "o.png")).shape == (256, 256)
+
+
+# ------------------------------------------------------------------ -o means one thing (point 4)
+
+
+def test_o_without_extension_or_slash_is_a_usage_error_that_says_which(cli, samples):
+    r = cli("pool", "chelsea.png", "-m", "max", "-s", "2", "-o", "newdir", cwd=samples)
+    assert r.code == 2
+    one_line_error(r, "-o newdir", "newdir.png", "newdir/")
+    assert not (samples / "newdir").exists()
+
+
+def test_o_file_with_several_inputs_is_a_usage_error_that_creates_nothing(cli, samples):
+    r = cli("pool", "chelsea.png", "camera.png", "-m", "max", "-s", "2", "-o", "result.png", cwd=samples)
+    assert r.code == 2
+    one_line_error(r, "-o result.png", "several")
+    assert not (samples / "result.png").exists()
+
+
+def test_a_usage_error_leaves_no_output_folder(cli, samples):
+    (samples / "d1").mkdir()
+    (samples / "d2").mkdir()
+    for d in ("d1", "d2"):
+        (samples / d / "x.png").write_bytes((samples / "camera.png").read_bytes())
+    r = cli("pool", "d1/x.png", "d2/x.png", "-m", "max", "-s", "2", "-o", "newout/", cwd=samples)
+    assert r.code == 2
+    one_line_error(r, "d1/x.png", "d2/x.png")
+    assert not (samples / "newout").exists()
+
+
+@pytest.mark.parametrize("inputs", [["chelsea.png"], ["chelsea.png", "camera.png"]])
+def test_o_slash_is_a_folder_whatever_the_number_of_inputs(cli, samples, inputs):
+    r = cli("pool", *inputs, "-m", "max", "-s", "2", "-o", "out/", "-q", cwd=samples)
+    assert r.code == 0, r
+    assert sorted(p.name for p in (samples / "out").iterdir()) == sorted(f"{i[:-4]}_max2.png" for i in inputs)
+
+
+def test_o_existing_folder_without_slash_is_that_folder(cli, samples):
+    (samples / "there").mkdir()
+    r = cli("pool", "chelsea.png", "-m", "max", "-s", "2", "-o", "there", "-q", cwd=samples)
+    assert r.code == 0, r
+    assert (samples / "there" / "chelsea_max2.png").exists()
+
+
+def test_o_without_extension_but_with_format_is_that_file(cli, samples):
+    r = cli("pool", "chelsea.png", "-m", "max", "-s", "2", "-o", "plain", "-f", "png", "-q", cwd=samples)
+    assert r.code == 0, r
+    assert (samples / "plain").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_device_output_is_written_through_never_replaced(cli, samples):
+    """A scratch node made with mknod (CI runs as root: a regression must not touch /dev/null)."""
+    node = samples / "null"
+    try:
+        os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("mknod needs root")
+    r = cli("pool", "chelsea.png", "camera.png", "-m", "max", "-s", "2", "-o", "null", "-q", cwd=samples)
+    assert r.code == 0, r
+    assert stat.S_ISCHR(os.stat(node).st_mode)  # still the device, not a PNG
+    assert not [p for p in samples.iterdir() if p.name.startswith(".poolcli-")]
+
+
+def test_a_fifo_output_with_no_reader_fails_that_file_never_hangs(cli, samples):
+    fifo = samples / "ff"
+    os.mkfifo(fifo)
+    r = cli("pool", "chelsea.png", "-m", "max", "-s", "2", "-o", "ff", cwd=samples, timeout=60)
+    assert r.code == 1, r
+    assert "ff: a FIFO with no reader" in r.stderr and "Traceback" not in r.stderr
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_a_fifo_output_with_a_reader_gets_the_image(cli, samples):
+    fifo = samples / "ff"
+    os.mkfifo(fifo)
+    got = {}
+
+    def read():
+        with open(fifo, "rb") as fh:
+            got["data"] = fh.read()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    time.sleep(0.2)
+    r = cli("pool", "chelsea.png", "-m", "max", "-s", "2", "-o", "ff", "-q", cwd=samples, timeout=60)
+    reader.join(30)
+    assert r.code == 0, r
+    assert Image.open(io.BytesIO(got["data"])).size == (225, 150)
+
+
+# ------------------------------------------------------------------ multi-frame inputs (point 1)
+
+
+def _frames(folder):
+    import tifffile
+
+    frames = [Image.fromarray(np.full((20, 30, 3), i * 60, np.uint8)) for i in range(4)]
+    frames[0].save(folder / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
+    frames[0].save(folder / "anim.png", save_all=True, append_images=frames[1:], duration=100)
+    frames[0].save(folder / "anim.webp", save_all=True, append_images=frames[1:], duration=100, lossless=True)
+    with tifffile.TiffWriter(folder / "pages.tif") as w:
+        for i in range(4):
+            w.write(np.full((20, 30), i * 60, np.uint8))
+    with tifffile.TiffWriter(folder / "pages16.tif") as w:
+        for i in range(4):
+            w.write(np.full((20, 30, 3), i * 6000, np.uint16), photometric="rgb")
+
+
+@pytest.mark.parametrize("name", ["anim.gif", "anim.png", "anim.webp", "pages.tif", "pages16.tif"])
+def test_multi_frame_inputs_say_which_frame_and_page_picks_one(cli, tmp_path, name):
+    _frames(tmp_path)
+    r = cli("pool", name, "-m", "max", "-s", "2", "-o", "f0.npy", "--json")
+    assert r.code == 0, r
+    assert f"{name}: frame 1 of 4" in r.stderr
+    assert "frame 1 of 4" in " ".join(r.json["files"][0]["notes"])
+    step = 6000 if "16" in name else 60
+    assert np.load(tmp_path / "f0.npy").max() == 0
+    r = cli("pool", name, "-m", "max", "-s", "2", "-o", "f2.npy", "--page", "2", "-q")
+    assert r.code == 0, r
+    assert np.load(tmp_path / "f2.npy").min() == 2 * step
+    r = cli("pool", name, "-m", "max", "-s", "2", "-o", "f9.npy", "--page", "9")
+    assert r.code == 1 and "has 4 frames; --page 9" in r.stderr and "Traceback" not in r.stderr
+    r = cli("pool", name, "-m", "max", "-s", "2", "--page", "3", "-q")
+    assert r.code == 0, r
+    assert (tmp_path / f"{name.rsplit('.', 1)[0]}_max2_page3.png").exists()  # the page is in the default name
+
+
+def test_a_multi_page_tiff_streams_with_the_note(cli, tmp_path):
+    _frames(tmp_path)
+    r = cli("pool", "pages.tif", "-m", "max", "-s", "2", "-o", "s.png", "--stream")
+    assert r.code == 0, r
+    assert "frame 1 of 4" in r.stderr and "streamed" in r.stderr
+
+
+def test_a_single_frame_file_has_no_note_and_no_page_one(cli, samples):
+    r = cli("pool", "chelsea.png", "-m", "max", "-s", "2", "-o", "o.png", cwd=samples)
+    assert r.code == 0 and "frame" not in r.stderr
+    r = cli("pool", "chelsea.png", "-m", "max", "-s", "2", "-o", "o.png", "--page", "1", cwd=samples)
+    assert r.code == 1 and "has 1 frame; --page 1" in r.stderr
+
+
+def test_a_planar_rgb_tiff_is_one_page_read_as_hwc(cli, tmp_path):
+    import tifffile
+
+    rgb = np.random.default_rng(3).integers(0, 256, (21, 17, 3)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "planar.tif", np.ascontiguousarray(rgb.transpose(2, 0, 1)), photometric="rgb",
+                     planarconfig="separate")  # fmt: skip
+    for flag in ("--stream", "--no-stream"):
+        r = cli("pool", "planar.tif", "-m", "max", "-s", "1", "-o", "p.npy", flag)
+        assert r.code == 0 and "frame" not in r.stderr, r
+        np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), rgb.astype(np.float32))
