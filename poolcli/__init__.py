@@ -21,3 +21,8 @@ def __getattr__(name):
 
         return getattr(pipeline, name)
     raise AttributeError(f"module 'poolcli' has no attribute {name!r}")
+
+
+def __dir__():
+    # the lazy names too, so tab completion and dir(poolcli) list them
+    return sorted(set(__all__) | {name for name in globals() if name.startswith("__")})

@@ -173,13 +173,81 @@ def resolve_mode(mode: str) -> str:
     return _choose(mode, MODES, MODE_ALIASES, "pooling mode")
 
 
-def _as_image(image) -> np.ndarray:
+LAYOUTS = ("hwc", "chw", "nhwc", "nchw")
+
+
+def as_array(image):
+    """``image`` as a NumPy array: a CPU tensor (PyTorch's, or anything with ``detach``) is
+    detached and viewed; a tensor on another device is refused, naming ``.cpu()``."""
+    if hasattr(image, "detach") and hasattr(image, "device"):
+        device = getattr(image.device, "type", str(image.device))
+        if device != "cpu":
+            raise UsageError(f"image is a tensor on {device}: move it to the CPU first (tensor.cpu())")
+        image = image.detach()
+        if hasattr(image, "resolve_conj"):
+            image = image.resolve_conj()
+        image = image.numpy()
+    return np.asarray(image)
+
+
+def looks_channels_first(shape: tuple) -> bool:
+    """A 3-D shape whose first axis could be channels (≤ 4) and whose last could not (> 4)."""
+    return len(shape) == 3 and shape[0] <= 4 and shape[2] > 4
+
+
+def check_layout(layout: str | None, ndim: int, shape: tuple, what: str = "image") -> str:
+    """The layout ``layout`` names for an array of this shape (contract §5); UsageError for
+    an unknown one, a mismatch of axes, 4-D input without one, or — only when no layout is
+    given — a 3-D array that looks channels-first."""
+    if layout is None:
+        if ndim == 4:
+            raise UsageError(f"{what} of shape {shape} is a batch: pass layout=\"nchw\" or layout=\"nhwc\"")
+        if looks_channels_first(shape):
+            raise UsageError(
+                f"{what} of shape {shape} looks channels-first (C, H, W): pass layout=\"chw\" "
+                "(or layout=\"hwc\" if it really is H×W×C)"
+            )
+        return "hwc"
+    key = str(layout).strip().lower()
+    if key not in LAYOUTS:
+        raise UsageError(f"unknown layout {layout!r} (choose from {', '.join(LAYOUTS)})")
+    want = {"hwc": (2, 3), "chw": (3,), "nhwc": (4,), "nchw": (4,)}[key]
+    if ndim not in want:
+        axes = " or ".join(f"{n}-D" for n in want)
+        raise UsageError(f"layout=\"{key}\" takes a {axes} {what}, got shape {shape}")
+    return key
+
+
+def in_layout(image, layout: str | None, fn, *, per_image: bool = False):
+    """``fn`` (an (H, W[, C]) array → (OH, OW[, C']) array) applied to ``image`` laid out as
+    ``layout`` says, the result laid out alike.  Channels are independent for convolution and
+    pooling, so a batch runs as one (H, W, N·C) call; ``per_image`` runs one call an image
+    (stages that mix channels)."""
+    arr = as_array(image)
+    key = check_layout(layout, arr.ndim, arr.shape)
+    if key == "hwc":
+        return fn(arr)
+    if key == "chw":
+        return np.ascontiguousarray(np.moveaxis(fn(np.moveaxis(arr, 0, -1)), -1, 0))
+    hwc = arr if key == "nhwc" else np.moveaxis(arr, 1, -1)  # (N, H, W, C)
+    if per_image:
+        out = np.stack([fn(np.ascontiguousarray(x)) for x in hwc])
+    else:
+        n, h, w, c = hwc.shape
+        flat = fn(np.ascontiguousarray(hwc.transpose(1, 2, 0, 3).reshape(h, w, n * c)))
+        out = flat.reshape(flat.shape[0], flat.shape[1], n, c).transpose(2, 0, 1, 3)
+    return np.ascontiguousarray(out if key == "nhwc" else np.moveaxis(out, -1, 1))
+
+
+def as_image(image) -> np.ndarray:
     """A C-contiguous (H, W, C) view or copy in one of the engine's dtypes."""
     arr = np.asarray(image)
     if arr.ndim not in (2, 3):
         raise UsageError(f"image must be (H, W) or (H, W, C), got shape {arr.shape}")
     if arr.size == 0:
         raise ImageError(f"image is empty (shape {arr.shape})")
+    if not arr.dtype.isnative:  # big-endian samples: the same type in this machine's order
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     if arr.dtype == np.bool_:
         arr = arr.astype(np.uint8)
     elif arr.dtype == np.float16:
@@ -353,6 +421,7 @@ def convolve(
     flip: bool = False,
     size: int | None = None,
     sigma: float | None = None,
+    layout: str | None = None,
 ) -> np.ndarray:
     """Correlate every channel of an image with a kernel, as ``scipy.ndimage.correlate``.
 
@@ -377,10 +446,14 @@ def convolve(
         Rotate the kernel by 180° first (true convolution).
     size, sigma : optional
         Parameters of named kernels (``box``, ``gaussian``).
+    layout : {'hwc', 'chw', 'nhwc', 'nchw'}, optional
+        How ``image``'s axes are laid out (a PyTorch tensor's (C, H, W) or (N, C, H, W) as it
+        is); the result is laid out alike.  Without it a 3-D array that looks channels-first
+        is refused, and 4-D input needs it.
 
     Returns
     -------
-    (OH, OW) or (OH, OW, C) float32 ndarray
+    (OH, OW) or (OH, OW, C) float32 ndarray (or the ``layout`` given)
 
     Examples
     --------
@@ -392,7 +465,7 @@ def convolve(
     spec = convolve_spec(
         kernel, boundary=boundary, cval=cval, stride=stride, dilation=dilation, flip=flip, size=size, sigma=sigma
     )
-    return apply_convolve(image, spec)
+    return in_layout(image, layout, lambda x: apply_convolve(x, spec))
 
 
 def sample_like(plane: np.ndarray, spec: ConvolveSpec, oh: int, ow: int) -> np.ndarray:
@@ -406,7 +479,7 @@ def sample_like(plane: np.ndarray, spec: ConvolveSpec, oh: int, ow: int) -> np.n
 def apply_convolve(image, spec: ConvolveSpec) -> np.ndarray:
     """:func:`convolve` with arguments already checked into a :class:`ConvolveSpec`."""
     squeeze = np.ndim(image) == 2
-    img = _as_image(image)
+    img = as_image(image)
     out = _correlate(img, spec.kernel, spec.boundary, spec.cval, spec.stride, spec.dilation)
     return out[:, :, 0] if squeeze else out
 
@@ -547,6 +620,7 @@ def pool(
     p: float = 2.0,
     seed: int | None = None,
     output_size=None,
+    layout: str | None = None,
 ) -> np.ndarray:
     """Pool every channel of an image as a CNN pooling layer, equal to PyTorch's functions.
 
@@ -579,6 +653,10 @@ def pool(
         ``stochastic``: makes the choice repeatable.
     output_size : (int, int), optional
         Adaptive pooling to this (H, W).
+    layout : {'hwc', 'chw', 'nhwc', 'nchw'}, optional
+        How ``image``'s axes are laid out; the result is laid out alike, so an (N, C, H, W)
+        batch pools exactly as ``torch.nn.functional.max_pool2d`` pools it.  Without it a 3-D
+        array that looks channels-first is refused, and 4-D input needs it.
 
     Returns
     -------
@@ -600,7 +678,7 @@ def pool(
         mode, size, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode,
         count_include_pad=count_include_pad, divisor=divisor, p=p, seed=seed, output_size=output_size,
     )  # fmt: skip
-    return apply_pool(image, spec)
+    return in_layout(image, layout, lambda x: apply_pool(x, spec), per_image=spec.mode == "stochastic")
 
 
 @dataclass(frozen=True)
@@ -681,7 +759,7 @@ def apply_pool(image, spec: PoolSpec, *, as_pixels: bool = False) -> np.ndarray:
     (where :func:`direct_pixels` allows it): uint8 pixels, exactly what rounding the float32
     result by the ``clip`` rule gives, without the float32 array (for the command line)."""
     squeeze = np.ndim(image) == 2
-    img = _as_image(image)
+    img = as_image(image)
     plan = PoolPlan(img.shape, img.dtype, spec, as_pixels=as_pixels)
     out = np.empty((plan.oh, plan.ow, img.shape[2]), plan.dtype)
     plan.compute(img, 0, 0, plan.oh, out)

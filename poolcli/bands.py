@@ -143,7 +143,7 @@ class _Window:
 
 def _channels(band: np.ndarray, first: int, last: int | None = None) -> np.ndarray:
     """A C-contiguous engine-ready copy or view of channels first … last − 1."""
-    return api._as_image(band[:, :, first:last])
+    return api.as_image(band[:, :, first:last])
 
 
 class _Stage(Rows):
@@ -267,7 +267,7 @@ class PoolRows(_Stage):
 
     def __init__(self, src: Rows, spec, *, as_pixels: bool = False):
         self.src = src
-        self.in_dtype = dtype = api._as_image(np.zeros((1, 1, 1), src.dtype)).dtype
+        self.in_dtype = dtype = api.as_image(np.zeros((1, 1, 1), src.dtype)).dtype
         self.plan = api.PoolPlan(src.shape, dtype, spec, as_pixels=as_pixels)
         self.height, self.width, self.channels = self.plan.oh, self.plan.ow, src.channels
         self.dtype = np.dtype(self.plan.dtype)
@@ -281,7 +281,7 @@ class PoolRows(_Stage):
         lo, hi = self.plan.source_rows(y0, y1)
         out = np.empty((y1 - y0, self.width, self.channels), self.dtype)
         if lo < hi:
-            self.plan.compute(api._as_image(self.window.rows(lo, hi)), lo, y0, y1, out)
+            self.plan.compute(api.as_image(self.window.rows(lo, hi)), lo, y0, y1, out)
         else:  # every window of the band lies in the padding (dilation): a row far away stands in
             self.plan.compute(np.zeros((1, self.src.width, self.channels), self.in_dtype), -(1 << 40), y0, y1, out)
         self.at = y1

@@ -309,14 +309,15 @@ def same_file(a: str, b: str) -> bool:
 def process_file(
     task: Task, job, *, max_pixels: int | None, png_level: int, skip_existing: bool = False, strip: bool = False,
     quality: int | None = None, montage: str | None = None, png_threads: int | None = None, inflated=None,
-    stream: bool | None = None, page: int = 0,
+    stream: bool | None = None, page: int = 0, layout: str | None = None,
 ) -> FileResult:  # fmt: skip
     """Read, run ``job`` on, and write one image; every failure is returned, never raised.
 
     ``inflated`` is the input already read, checked and inflated by :class:`Prefetcher`.
     ``stream``: True streams the image in bands of rows where its formats allow, False never
     does, None (the default) streams images of more than :data:`STREAM_ABOVE` pixels where the
-    formats allow (contract §10).  ``page``: the frame of a multi-frame file to read (0-based).
+    formats allow (contract §10).  ``page``: the frame of a multi-frame file to read (0-based);
+    ``layout``: how a ``.npy`` input's axes are laid out (``hwc``, ``chw``, None: guarded).
     """
     from .api import engine, engine_loaded, take_compile_ms
 
@@ -331,7 +332,7 @@ def process_file(
         if same_file(task.source, task.dest):
             raise ImageError(f"{name}: refusing to overwrite the input with the output")
         take_compile_ms()
-        src = None if page else stream_source(task, job, stream, max_pixels, montage)  # page 0 streams
+        src = None if page or layout == "chw" else stream_source(task, job, stream, max_pixels, montage)
         if src is not None:
             note = images.frame_note(getattr(src, "frames", 1))
             if note:
@@ -360,7 +361,7 @@ def process_file(
             del raw
         else:
             data = data if data is not None else images.read_bytes(task.source, max_pixels)
-            pic = images.decode(data, name, gray=job.gray, max_pixels=max_pixels, page=page)
+            pic = images.decode(data, name, gray=job.gray, max_pixels=max_pixels, page=page, layout=layout)
         del data, inflated
         note = images.frame_note(pic.frames, pic.page)
         if note:
@@ -392,6 +393,7 @@ def process_file(
             del panels
         # peak memory: drop each full-size buffer as soon as the next one exists
         alpha, dtype, meta = pic.alpha, pic.pixels.dtype, None if strip else pic.meta
+        npy_layout = layout if pic.mode == "npy" else None  # --layout is the .npy input's, and its result's
         del pic
         if dtype == images.np.uint16 and task.fmt != "npy" and not images.holds_16_bits(task.fmt):
             res.notes.append(images.EIGHT_BIT_NOTE.format(fmt=task.fmt.upper()))
@@ -399,7 +401,7 @@ def process_file(
         del out
         while results:
             dest, result = results.pop(0)
-            ready = prepare(job, result, dtype, task.fmt, dest)
+            ready = prepare(job, result, dtype, task.fmt, dest, npy_layout)
             del result
             for path, data in ready:
                 if not isinstance(data, bytes):
@@ -659,12 +661,15 @@ def _read_ahead(source: str, name: str, max_pixels: int | None, meanwhile: Calla
     return got[0], got[1]
 
 
-def prepare(job, out, source_dtype, fmt: str, dest: str) -> list[tuple[str, object]]:
+def prepare(job, out, source_dtype, fmt: str, dest: str, layout: str | None = None) -> list[tuple[str, object]]:
     """A job's result ready to encode, as (path, pixels of the input's bit depth or the raw
     .npy bytes): one item, or one per feature map (``{stem}_{tag}_{N}``) for a kernel bank's
-    maps in an image format."""
+    maps in an image format.  A .npy result is laid out as its input was (``layout``)."""
     if fmt == "npy":
-        return [(dest, images.encode_npy(job.npy(out)))]
+        array = job.npy(out)
+        if layout == "chw" and array.ndim == 3:
+            array = images.np.ascontiguousarray(images.np.moveaxis(array, -1, 0))
+        return [(dest, images.encode_npy(array))]
     pixels = out.array
     target = source_dtype if source_dtype.kind == "u" else images.np.uint8
     # float sources (mode F, .npy) have no natural range: clip means normalize for them
@@ -931,6 +936,7 @@ def run(
     scheduler: str | None = None,
     stream: bool | None = None,
     page: int = 0,
+    layout: str | None = None,
     on_result: Callable[[FileResult], None] = lambda r: None,
 ) -> list[FileResult]:
     """Run every task; ``jobs`` > 1 uses that many worker processes, one compute thread each
@@ -942,7 +948,7 @@ def run(
     """
     results: list[FileResult] = []
     kwargs = dict(max_pixels=max_pixels, png_level=png_level, skip_existing=skip_existing, strip=strip, quality=quality,
-                  montage=montage, stream=stream, page=page)  # fmt: skip
+                  montage=montage, stream=stream, page=page, layout=layout)  # fmt: skip
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     if len(tasks) > 1:
         _reuse_freed_memory()  # inherited by the helper and the workers this process forks

@@ -15,6 +15,7 @@ import time
 import warnings
 from dataclasses import dataclass
 
+import click
 import typer
 
 from . import __version__, ops
@@ -96,6 +97,10 @@ STREAM = typer.Option(
     help="Stream PNG, TIFF and .npy images in bands of rows (flat memory): default for images over 16 MP.",
 )  # fmt: skip
 SHARD = typer.Option(None, "--shard", help="K/N: process only the K-th of N slices of the inputs (job arrays).")
+LAYOUT = typer.Option(
+    None, "--layout", click_type=click.Choice(["hwc", "chw"], case_sensitive=False),
+    help=".npy inputs' axes: hwc (H×W×C) or chw (C×H×W, as PyTorch); without it a C×H×W-looking array is refused.",
+)  # fmt: skip
 PAGE = typer.Option(
     0, "--page", min=0, max=2**31 - 1,
     help="Frame or page of a multi-frame input to read, 0-based (animated GIF, APNG, WebP, multi-page TIFF).",
@@ -125,6 +130,7 @@ class RunOptions:
     shard: str | None = None
     stream: bool | None = None
     page: int = 0
+    layout: str | None = None
     debug: bool = False
 
 
@@ -135,7 +141,7 @@ _COMMON = {  # name: (type, Typer option), in the order --help lists them
     "max_pixels": (int, MAX_PIXELS), "compress_level": (int | None, LEVEL), "strip": (bool, STRIP),
     "quality": (int | None, QUALITY), "montage": (str | None, MONTAGE), "executor": (str | None, EXECUTOR),
     "scheduler": (str | None, SCHEDULER), "shard": (str | None, SHARD), "stream": (bool | None, STREAM),
-    "page": (int, PAGE), "debug": (bool, DEBUG),
+    "page": (int, PAGE), "layout": (str | None, LAYOUT), "debug": (bool, DEBUG),
 }  # fmt: skip
 
 
@@ -283,7 +289,8 @@ def _execute(command: str, job, settings: dict, inputs, opts: RunOptions) -> Non
         results = batch.run(
             tasks, job, jobs=n_jobs, max_pixels=max_pixels or None, png_level=level,
             skip_existing=skip_existing, strip=strip, quality=quality, montage=montage, executor=executor,
-            scheduler=scheduler, stream=opts.stream, page=opts.page, on_result=on_result,
+            scheduler=scheduler, stream=opts.stream, page=opts.page,
+            layout=opts.layout.lower() if opts.layout else None, on_result=on_result,
         )  # fmt: skip
     except batch.Interrupted as exc:
         results, interrupted = exc.results, True

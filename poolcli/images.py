@@ -214,7 +214,8 @@ def _read_stdin(limit: int | None) -> bytes:
 
 
 def decode(
-    data: bytes, name: str, *, gray: bool = False, max_pixels: int | None = PILLOW_DEFAULT_MAX_PIXELS, page: int = 0
+    data: bytes, name: str, *, gray: bool = False, max_pixels: int | None = PILLOW_DEFAULT_MAX_PIXELS, page: int = 0,
+    layout: str | None = None,
 ) -> Picture:
     """Decode image bytes into a :class:`Picture`.
 
@@ -231,10 +232,13 @@ def decode(
     page : int
         The frame or page of a multi-frame file to read (0-based, as vips' ``[page=N]``); the
         :class:`Picture` says how many the file has (``frames``).
+    layout : {'hwc', 'chw'} or None
+        How a ``.npy`` array's axes are laid out (None: H×W×C, and an array that looks
+        channels-first is refused, as :func:`poolcli.pool` refuses it).
     """
     if data[:6] == b"\x93NUMPY":
         check_page(name, page, 1)
-        return _decode_npy(data, name, gray, max_pixels)
+        return _decode_npy(data, name, gray, max_pixels, layout)
     inflated = inflate_png(data, name, max_pixels)
     if inflated is not None:
         frames = png_frames(inflated[2])
@@ -419,7 +423,7 @@ def _from_pillow(im, gray: bool) -> Picture:
     return Picture(np.ascontiguousarray(arr), im.mode in ("LA", "RGBA"), mode)
 
 
-def _decode_npy(data: bytes, name: str, gray: bool, max_pixels: int | None) -> Picture:
+def _decode_npy(data: bytes, name: str, gray: bool, max_pixels: int | None, layout: str | None = None) -> Picture:
     try:  # never unpickled: an object array is refused by allow_pickle=False
         arr = np.load(io.BytesIO(data), allow_pickle=False)
     except MemoryError:
@@ -430,6 +434,14 @@ def _decode_npy(data: bytes, name: str, gray: bool, max_pixels: int | None) -> P
         raise ImageError(
             f"{name}: a .npy image must be a numeric (H, W) or (H, W, C) array, got {arr.dtype} {arr.shape}"
         )
+    if arr.ndim == 3 and layout == "chw":
+        arr = np.moveaxis(arr, 0, -1)
+    elif arr.ndim == 3 and layout is None:
+        from .api import looks_channels_first
+
+        if looks_channels_first(arr.shape):
+            raise ImageError(f"{name}: a .npy of shape {arr.shape} looks channels-first (C, H, W); give --layout chw "
+                             "(or --layout hwc if it is H×W×C)")  # fmt: skip
     if arr.ndim == 3 and arr.shape[2] == 0:
         raise ImageError(f"{name}: image has no channels (shape {arr.shape})")
     _check_pixels(arr.shape[1], arr.shape[0], name, max_pixels)

@@ -311,7 +311,7 @@ def _apply(stage: Stage, x: np.ndarray, colour: int) -> tuple[np.ndarray, int]:
     return out, colour * len(specs)
 
 
-def run(image, pipeline) -> np.ndarray:
+def run(image, pipeline, *, layout: str | None = None) -> np.ndarray:
     """Run a pipeline on an image: what the same sequence of :func:`poolcli.convolve`,
     :func:`poolcli.pool` and NumPy element-wise calls gives, as float32.
 
@@ -321,6 +321,8 @@ def run(image, pipeline) -> np.ndarray:
         Every channel is a colour channel.
     pipeline : str or Pipeline
         Stages separated by ``|`` (see :mod:`poolcli.pipeline`).
+    layout : {'hwc', 'chw', 'nhwc', 'nchw'}, optional
+        How ``image``'s axes are laid out, as for :func:`poolcli.pool`; the result alike.
 
     Returns
     -------
@@ -334,11 +336,12 @@ def run(image, pipeline) -> np.ndarray:
     array([[5., 7.]], dtype=float32)
     """
     pipe = pipeline if isinstance(pipeline, Pipeline) else Pipeline.parse(pipeline)
-    squeeze = np.ndim(image) == 2
-    arr = np.asarray(image)
-    if arr.ndim not in (2, 3):
-        raise UsageError(f"image must be (H, W) or (H, W, C), got shape {arr.shape}")
-    img = arr[:, :, None] if squeeze else arr
+    return api.in_layout(image, layout, lambda x: _run_hwc(x, pipe), per_image=True)
+
+
+def _run_hwc(arr: np.ndarray, pipe: Pipeline) -> np.ndarray:
+    squeeze = arr.ndim == 2
+    img = api.as_image(arr)  # the API's checks: dtypes, empty arrays (as convolve and pool make them)
     out, _ = pipe.apply(img, img.shape[2])
     return out[:, :, 0] if squeeze and out.shape[2] == 1 else out
 

@@ -410,9 +410,11 @@ class NpyRows(Rows):
         except BaseException:
             self.fh.close()
             raise NotStreamable from None
-        if fortran or dtype.hasobject or len(shape) not in (2, 3):
+        from .api import looks_channels_first
+
+        if fortran or dtype.hasobject or len(shape) not in (2, 3) or looks_channels_first(shape):
             self.fh.close()
-            raise NotStreamable
+            raise NotStreamable  # (C, H, W)-looking arrays: the whole path refuses or turns them
         if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)) or 0 in shape:
             self.fh.close()
             raise NotStreamable  # the whole path names the problem

@@ -302,3 +302,114 @@ def test_a_planar_rgb_tiff_is_one_page_read_as_hwc(cli, tmp_path):
         r = cli("pool", "planar.tif", "-m", "max", "-s", "1", "-o", "p.npy", flag)
         assert r.code == 0 and "frame" not in r.stderr, r
         np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), rgb.astype(np.float32))
+
+
+# ------------------------------------------------------------------ layouts (point 6)
+
+
+def _batch(seed=0, n=2, c=3, h=13, w=17, dtype=np.float32):
+    return np.random.default_rng(seed).random((n, c, h, w)).astype(dtype)
+
+
+def test_a_channels_first_array_is_refused_naming_layout_chw():
+    import poolcli
+
+    img = np.random.default_rng(0).integers(0, 256, (300, 451, 3)).astype(np.uint8)
+    with pytest.raises(ValueError, match='layout="chw"'):
+        poolcli.pool(img.transpose(2, 0, 1), "max", 2)
+    with pytest.raises(ValueError, match='layout="chw"'):
+        poolcli.convolve(img.transpose(2, 0, 1), "sobel")
+    with pytest.raises(ValueError, match='layout="chw"'):
+        poolcli.run(img.transpose(2, 0, 1), "max 2")
+    got = poolcli.pool(img.transpose(2, 0, 1), "max", 2, layout="chw")
+    np.testing.assert_array_equal(got, poolcli.pool(img, "max", 2).transpose(2, 0, 1))
+    assert poolcli.pool(np.zeros((2, 2, 3), np.uint8), "max", 1).shape == (2, 2, 3)  # tiny HWC stays legal
+    assert poolcli.pool(np.zeros((3, 2, 9), np.uint8), "max", 1, layout="hwc").shape == (3, 2, 9)  # guard off
+
+
+def test_batches_need_a_layout_and_keep_it():
+    import poolcli
+
+    x = _batch()
+    with pytest.raises(ValueError, match='layout="nchw"'):
+        poolcli.pool(x, "max", 2)
+    with pytest.raises(ValueError, match="unknown layout"):
+        poolcli.pool(x, "max", 2, layout="ncwh")
+    with pytest.raises(ValueError, match='layout="chw" takes a 3-D'):
+        poolcli.pool(x, "max", 2, layout="chw")
+    for fn in (lambda a, **k: poolcli.pool(a, "max", 3, stride=2, padding=1, **k),
+               lambda a, **k: poolcli.pool(a, "avg", 2, ceil_mode=True, **k),
+               lambda a, **k: poolcli.convolve(a, "sobel", **k),
+               lambda a, **k: poolcli.run(a, "gray | blur | max 2", **k)):  # fmt: skip
+        want = np.stack([np.moveaxis(fn(np.moveaxis(img, 0, -1)), -1, 0) for img in x])
+        np.testing.assert_array_equal(fn(x, layout="nchw"), want)
+        nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        np.testing.assert_array_equal(fn(nhwc, layout="nhwc"), want.transpose(0, 2, 3, 1))
+
+
+@pytest.mark.parametrize("mode", ["max", "avg", "lp"])
+def test_an_nchw_batch_pools_as_torch_pools_it(mode):
+    torch = pytest.importorskip("torch")
+    import poolcli
+
+    x = _batch(seed=4, n=3, c=2, h=11, w=14)
+    t = torch.from_numpy(x)
+    if mode == "max":
+        want = torch.nn.functional.max_pool2d(t, 3, stride=2, padding=1, ceil_mode=True)
+        got = poolcli.pool(t, "max", 3, stride=2, padding=1, ceil_mode=True, layout="nchw")
+    elif mode == "avg":
+        want = torch.nn.functional.avg_pool2d(t, 2, stride=1, padding=1, count_include_pad=False)
+        got = poolcli.pool(t, "avg", 2, stride=1, padding=1, count_include_pad=False, layout="nchw")
+    else:
+        want = torch.nn.functional.lp_pool2d(t, 3.0, 2)
+        got = poolcli.pool(t, "lp", 2, p=3.0, layout="nchw")
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_tensors_are_detached_and_cuda_is_refused():
+    torch = pytest.importorskip("torch")
+    import poolcli
+
+    t = torch.rand(3, 8, 9, requires_grad=True)
+    got = poolcli.pool(t, "max", 2, layout="chw")
+    np.testing.assert_array_equal(got, poolcli.pool(t.detach().numpy(), "max", 2, layout="chw"))
+
+    class FakeCuda:
+        device = type("D", (), {"type": "cuda"})()
+
+        def detach(self):
+            return self
+
+    with pytest.raises(ValueError, match=r"\.cpu\(\)"):
+        poolcli.pool(FakeCuda(), "max", 2, layout="chw")
+
+
+def test_dir_lists_the_public_names():
+    import poolcli
+
+    assert {"convolve", "pool", "run", "Pipeline", "get_kernel"} <= set(dir(poolcli))
+
+
+def test_the_api_checks_what_run_is_given_and_keeps_big_endian_types():
+    import poolcli
+
+    with pytest.raises(ValueError, match="complex"):
+        poolcli.run(np.ones((3, 3), complex), "relu")
+    with pytest.raises(ValueError, match="empty"):
+        poolcli.run(np.ones((0, 3), np.float32), "relu")
+    assert poolcli.pool(np.arange(16, dtype=">u2").reshape(4, 4), "max", 2).dtype == np.uint16
+
+
+def test_a_channels_first_npy_on_the_command_line(cli, tmp_path):
+    a = np.random.default_rng(2).random((3, 40, 50)).astype(np.float32)
+    np.save(tmp_path / "chw.npy", a)
+    r = cli("pool", "chw.npy", "-m", "max", "-s", "2", "-o", "o.npy")
+    assert r.code == 1 and "looks channels-first" in r.stderr and "--layout chw" in r.stderr, r
+    for flag in ("--stream", "--no-stream"):
+        r = cli("pool", "chw.npy", "-m", "max", "-s", "2", "-o", "o.npy", "--layout", "chw", flag, "-q")
+        assert r.code == 0, r
+        import poolcli
+
+        np.testing.assert_array_equal(np.load(tmp_path / "o.npy"), poolcli.pool(a, "max", 2, layout="chw"))
+    r = cli("pool", "chw.npy", "-m", "max", "-s", "2", "-o", "h.npy", "--layout", "hwc", "-q")
+    assert r.code == 0 and np.load(tmp_path / "h.npy").shape == (1, 20, 50), r
