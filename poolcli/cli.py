@@ -609,10 +609,20 @@ def explain(
 
     console = Console()
     if demo:
+        try:
+            if image is not None or mode is not None:
+                raise api.UsageError("--demo draws its own example: give no IMAGE and no -m (use -k K for a kernel's)")
+            figures = teach.demo(kernel)
+            if png:
+                teach.draw_demo(figures, png)
+        except api.UsageError as exc:
+            raise _fail(str(exc)) from None
+        except api.ImageError as exc:
+            raise _fail(str(exc), EXIT_FAILED) from None
         if json_out:
-            sys.stdout.write(json.dumps(teach.demo()) + "\n")
+            sys.stdout.write(json.dumps(figures) + "\n")
         else:
-            teach.render_demo(console)
+            teach.render_demo(console, figures)
         return
     _check_address_space()
     from . import images

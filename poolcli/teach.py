@@ -19,6 +19,11 @@ from .errors import ImageError, UsageError
 
 # ------------------------------------------------------------------ the numbers
 
+JSON_CELLS = 10_000  # window cells --json lists; beyond, the window is summarised (contract §9)
+GRID_SIDE = 11  # rows or columns of numbers a view draws; a larger window is drawn as a heat map
+HEAT_SIDE = 32  # a heat map's cells a side at most
+MAX_SIDE = 4096  # pixels a side of any picture explain draws
+
 
 def _image_index(i: int, n: int, boundary: str) -> int:
     """Where position ``i`` (possibly outside 0…n−1) reads from, by the boundary rule: the same
@@ -66,21 +71,20 @@ def explain_convolution(image, spec: api.ConvolveSpec, at: tuple[int, int], chan
     cy, cx = top + y * s, left + x * s  # the input pixel the window is centred on
     rows = [cy + (i - kh // 2) * D for i in range(kh)]
     cols = [cx + (j - kw // 2) * D for j in range(kw)]
-    patch = np.zeros((kh, kw), np.float64)
-    pad = np.zeros((kh, kw), bool)
-    for i, r in enumerate(rows):
-        for j, q in enumerate(cols):
-            inside = 0 <= r < H and 0 <= q < W
-            pad[i, j] = not inside
-            if inside:
-                patch[i, j] = plane[r, q]
-            elif spec.boundary == "constant":
-                patch[i, j] = spec.cval
-            else:
-                patch[i, j] = plane[_image_index(r, H, spec.boundary), _image_index(q, W, spec.boundary)]
+    rin = np.array([0 <= r < H for r in rows])
+    cin = np.array([0 <= q < W for q in cols])
+    pad = ~(rin[:, None] & cin[None, :])
+    if spec.boundary == "constant":
+        patch = np.full((kh, kw), spec.cval, np.float64)
+        inside = plane[np.ix_(np.array(rows)[rin], np.array(cols)[cin])]
+        patch[np.ix_(rin, cin)] = inside
+    else:
+        ri = [r if 0 <= r < H else _image_index(r, H, spec.boundary) for r in rows]
+        ci = [q if 0 <= q < W else _image_index(q, W, spec.boundary) for q in cols]
+        patch = plane[np.ix_(ri, ci)].astype(np.float64)
     products = [k * patch for k in kernels]
     sums = [float(p.sum()) for p in products]
-    return {
+    info = {
         "kind": "convolution",
         "position": {"x": x, "y": y, "channel": c},
         "window": {
@@ -91,14 +95,98 @@ def explain_convolution(image, spec: api.ConvolveSpec, at: tuple[int, int], chan
             "stride": s,
             "boundary": spec.boundary,
         },  # fmt: skip
-        "input_patch": patch.tolist(),
-        "padding": pad.tolist(),
-        "kernel": kernels[0].tolist() if len(kernels) == 1 else [k.tolist() for k in kernels],
-        "products": products[0].tolist() if len(products) == 1 else [p.tolist() for p in products],
         "sum": sums[0] if len(sums) == 1 else sums,
         "magnitude": None if len(sums) == 1 else math.hypot(*sums),
         "output": float(np.asarray(result)[y, x] if result.ndim == 2 else result[y, x, 0]),
+        "output_size": output_size_conv(H, W, kh, kw, spec),
     }
+    one = len(kernels) == 1
+    grids = {"input_patch": patch, "kernel": kernels[0] if one else np.stack(kernels),
+             "products": products[0] if one else np.stack(products)}  # fmt: skip
+    return _bounded(info, grids, pad, rows, cols)
+
+
+def _summary(values: np.ndarray, rows, cols) -> dict:
+    """What a window too large to list holds: its count, min, max, mean and where its max is."""
+    flat = np.nan_to_num(values, nan=-np.inf)
+    i, j = np.unravel_index(int(np.argmax(flat)), values.shape)
+    return {"count": int(values.size), "min": float(np.nanmin(values)), "max": float(np.nanmax(values)),
+            "mean": float(np.nanmean(values)), "argmax": [int(rows[i]), int(cols[j])], "truncated": True}  # fmt: skip
+
+
+def _heat(values: np.ndarray, side: int = HEAT_SIDE) -> list:
+    """A window's values as at most ``side``×``side`` block means (what a heat map draws)."""
+    v = np.nan_to_num(np.asarray(values, np.float64))
+    h, w = v.shape
+    fy, fx = -(-h // side), -(-w // side)
+    ph, pw = -(-h // fy) * fy, -(-w // fx) * fx
+    padded = np.full((ph, pw), np.nan)
+    padded[:h, :w] = v
+    return np.nanmean(padded.reshape(ph // fy, fy, pw // fx, fx), axis=(1, 3)).tolist()
+
+
+def _bounded(info: dict, grids: dict, pad: np.ndarray, rows, cols) -> dict:
+    """``info`` with its grids as lists when the window has at most :data:`JSON_CELLS` cells;
+    beyond, ``window`` summarised and the grids left out (contract §9).  A window wider or
+    taller than :data:`GRID_SIDE` also gets ``heatmap``: each grid as block means, which the
+    terminal and the picture draw instead of numbers."""
+    patch = grids["input_patch"]
+    big = max(patch.shape) > GRID_SIDE
+    if patch.size > JSON_CELLS:
+        keep = {k: v for k, v in info["window"].items() if k not in ("rows", "cols", "cells")}
+        info["window"] = {**keep, **_summary(patch, rows, cols), "rows_span": [rows[0], rows[-1]],
+                          "cols_span": [cols[0], cols[-1]]}  # fmt: skip
+        for key in grids:
+            info[key] = None
+        info["padding"] = None
+    else:
+        for key, value in grids.items():
+            info[key] = None if value is None else _listed(value)
+        info["padding"] = pad.tolist()
+    if big:
+        info["heatmap"] = {key: (None if value is None else [_heat(v) for v in value] if value.ndim == 3
+                                 else _heat(value)) for key, value in grids.items()}  # fmt: skip
+    return info
+
+
+def _listed(value: np.ndarray):
+    """A grid as nested lists, None for NaN (pooling's implicit padding)."""
+    arr = np.asarray(value, np.float64)
+    out = arr.tolist()
+    if np.isnan(arr).any():
+        nan = np.isnan(arr)
+        out = [[None if nan[i][j] else v for j, v in enumerate(row)] for i, row in enumerate(out)]
+    return out
+
+
+def output_size_conv(H: int, W: int, kh: int, kw: int, spec) -> dict:
+    """The output size with its formula, the numbers put in (``valid``: no padding; every other
+    boundary pads (k − 1)/2 on each side, so the size is the input's before the stride)."""
+    def one(n, k, axis):
+        reach = spec.dilation * (k - 1)
+        if spec.boundary == "valid":
+            size = (n - reach - 1) // spec.stride + 1
+            return size, f"⌊({n} − {spec.dilation}·({k} − 1) − 1) / {spec.stride}⌋ + 1 = {size}"
+        size = (n - 1) // spec.stride + 1
+        return size, f"⌊({n} − 1) / {spec.stride}⌋ + 1 = {size} (padded by the boundary mode: 'same' size)"
+
+    (h, fh), (w, fw) = one(H, kh, 0), one(W, kw, 1)
+    return {"height": h, "width": w, "formula_h": fh, "formula_w": fw}
+
+
+def output_size_pool(H: int, W: int, spec, oh: int, ow: int) -> dict:
+    """The pooling output size, with PyTorch's formula and the numbers put in."""
+    if spec.output_size is not None:
+        return {"height": oh, "width": ow, "formula_h": f"adaptive: {oh}", "formula_w": f"adaptive: {ow}"}
+
+    def one(n, k, s, p, d, o):
+        rnd = "⌈" if spec.ceil_mode else "⌊"
+        end = "⌉" if spec.ceil_mode else "⌋"
+        return f"{rnd}({n} + 2·{p} − {d}·({k} − 1) − 1) / {s}{end} + 1 = {o}"
+
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = spec.size, spec.stride, spec.padding, spec.dilation
+    return {"height": oh, "width": ow, "formula_h": one(H, kh, sh, ph, dh, oh),
+            "formula_w": one(W, kw, sw, pw, dw, ow)}  # fmt: skip
 
 
 def explain_pooling(image, spec: api.PoolSpec, at: tuple[int, int], channel: int | None = None) -> dict:
@@ -124,34 +212,46 @@ def explain_pooling(image, spec: api.PoolSpec, at: tuple[int, int], channel: int
         rows = [y * sh - ph + i * dh for i in range(kh)]
         cols = [x * sw - pw + j * dw for j in range(kw)]
         padded_area = sum(r < H + ph for r in rows) * sum(q < W + pw for q in cols)
-    patch = [[float(plane[r, q]) if 0 <= r < H and 0 <= q < W else None for q in cols] for r in rows]
-    cells = [[r, q, float(plane[r, q])] for r in rows for q in cols if 0 <= r < H and 0 <= q < W]
+    r = np.array(rows)
+    q = np.array(cols)
+    rin, cin = (r >= 0) & (r < H), (q >= 0) & (q < W)
+    patch = np.full((len(rows), len(cols)), np.nan)
+    patch[np.ix_(rin, cin)] = plane[np.ix_(r[rin], q[cin])]
+    vals = patch[np.ix_(rin, cin)]  # the cells inside the image, row by row
     output = float(result[y, x])
     chosen, total, divisor = None, None, None
     if spec.mode in ("max", "min", "median", "stochastic"):
-        chosen = next(([r, q] for r, q, v in cells if np.float32(v) == np.float32(output) or v == output), None)
+        hit = np.flatnonzero((vals.astype(np.float32) == np.float32(output)) | (vals == output))
+        if hit.size:
+            i, j = np.unravel_index(int(hit[0]), vals.shape)
+            chosen = [int(r[rin][i]), int(q[cin][j])]
     elif spec.mode == "avg":
-        total = float(sum(v for *_, v in cells))
+        total = float(vals.sum())
         if spec.divisor is not None:
             divisor = spec.divisor
         elif spec.count_include_pad or spec.output_size is not None:
             divisor = padded_area
         else:
-            divisor = len(cells)
+            divisor = int(vals.size)
     else:  # lp: (Σ xᵖ)^(1/p), PyTorch's avg of xᵖ times the window area
-        total = float(sum(v**spec.p for *_, v in cells))
-    return {
+        total = float((vals**spec.p).sum())
+    info = {
         "kind": "pooling",
         "mode": spec.mode,
         "position": {"x": x, "y": y, "channel": c},
-        "window": {"rows": rows, "cols": cols, "cells": cells, "chosen": chosen, "divisor": divisor},
-        "input_patch": patch,
-        "padding": [[v is None for v in row] for row in patch],
+        "window": {"rows": rows, "cols": cols, "chosen": chosen, "divisor": divisor},
         "kernel": None,
         "products": None,
         "sum": total,
         "output": output,
+        "output_size": output_size_pool(H, W, spec, oh, ow),
     }
+    if patch.size <= JSON_CELLS:
+        rr, cc = np.nonzero(np.outer(rin, cin))
+        info["window"]["cells"] = [[int(r[i]), int(q[j]), float(patch[i, j])] for i, j in zip(rr, cc)]
+    info = _bounded(info, {"input_patch": patch}, np.isnan(patch), rows, cols)
+    info["kernel"] = info["products"] = None
+    return info
 
 
 # ------------------------------------------------------------------ the classic figures
@@ -162,9 +262,19 @@ DEMO_PATCH = np.array([[10, 20, 30, 40, 50], [20, 40, 60, 80, 100], [30, 60, 90,
                        [40, 80, 120, 160, 200], [50, 100, 150, 200, 250]], np.float32)  # fmt: skip
 
 
-def demo() -> list[dict]:
+def demo(kernel: str | None = None) -> list[dict]:
     """The classic pictures: a 4×4 map max- and average-pooled to 2×2 (every window), and a
-    3×3 blur at the centre of a 5×5 patch."""
+    3×3 blur at the centre of a 5×5 patch; with ``kernel``, that kernel's convolution over the
+    5×5 patch instead (what ``explain --demo -k K`` draws)."""
+    if kernel is not None:
+        spec = api.convolve_spec(kernel, boundary="valid")
+        kh, kw = spec.kernel.shape[-2:]
+        if kh > 5 or kw > 5:
+            raise UsageError(f"--demo draws a 5×5 patch: kernel {kernel} is {kw}×{kh}; give one of at most 5×5")
+        out = api.apply_convolve(DEMO_PATCH, spec)
+        steps = [explain_convolution(DEMO_PATCH, spec, (0, 0))]
+        return [{"title": f"{kernel} ({kw}×{kh}) over a 5×5 patch, boundary valid: 5×5 → {out.shape[1]}×{out.shape[0]}",
+                 "input": DEMO_PATCH.tolist(), "result": out.tolist(), "steps": steps}]  # fmt: skip
     out = []
     for mode in ("max", "avg"):
         spec = api.pool_spec(mode, 2)
@@ -199,8 +309,8 @@ def _grid(title: str, values, *, pad=None, marks=()):
         cells = []
         for j, v in enumerate(row):
             text = _num(v)
-            if (i, j) in marks:
-                text = f"[reverse bold]{text}[/]"
+            if (i, j) in marks:  # brackets as well as colour: they survive pipes and NO_COLOR
+                text = f"[reverse bold]\\[{text}][/]"
             elif pad is not None and pad[i][j]:
                 text = f"[dim italic]{text}[/]"
             cells.append(text)
@@ -208,50 +318,102 @@ def _grid(title: str, values, *, pad=None, marks=()):
     return table
 
 
+_SHADES = " .:-=+*#%@"  # ASCII, so every terminal prints it
+
+
+def _heat_lines(title: str, grid: list) -> list[str]:
+    """A heat map in characters: darker for larger values, scaled to the grid's own range."""
+    v = np.asarray(grid, np.float64)
+    lo, hi = float(v.min()), float(v.max())
+    t = np.zeros_like(v) if hi == lo else (v - lo) / (hi - lo)
+    idx = np.minimum((t * len(_SHADES)).astype(int), len(_SHADES) - 1)
+    lines = [f"{title} (min {lo:.4g} ' ' ... max {hi:.4g} '@', block means)"]
+    lines += ["  " + "".join(_SHADES[k] * 2 for k in row) for row in idx]
+    return lines
+
+
+def _spans(w: dict) -> tuple[list[int], list[int]]:
+    """(first, last) input row and column of a window, listed or summarised."""
+    if "rows" in w:
+        return [w["rows"][0], w["rows"][-1]], [w["cols"][0], w["cols"][-1]]
+    return w["rows_span"], w["cols_span"]
+
+
+def _window_summary(console, info: dict) -> None:
+    w = info["window"]
+    if w.get("truncated"):
+        console.print(f"window of {w['count']:,} cells: min {w['min']:.6g}, max {w['max']:.6g}, mean {w['mean']:.6g}, "
+                      f"max at input row {w['argmax'][0]}, column {w['argmax'][1]}")  # fmt: skip
+
+
 def render(console, info: dict) -> None:
-    """Print one explanation as a textbook draws it."""
+    """Print one explanation as a textbook draws it; a window larger than a readable grid as heat
+    maps with its numbers summarised (the view stays under 100 lines)."""
     from rich.columns import Columns
 
     pos = info["position"]
     where = f"output (x={pos['x']}, y={pos['y']}), channel {pos['channel']}"
+    heat = info.get("heatmap")
+    w = info["window"]
+    rows, cols = _spans(w)
     if info["kind"] == "convolution":
-        w = info["window"]
         console.print(f"[bold]{where}[/]: window centred on input row {w['centre'][0]}, column {w['centre'][1]} "
                       f"(stride {w['stride']}, dilation {w['dilation']}, boundary {w['boundary']})")  # fmt: skip
-        pairs = [(info["kernel"], info["products"], info["sum"])]
-        if isinstance(info["sum"], list):
-            pairs = list(zip(info["kernel"], info["products"], info["sum"]))
-        for n, (k, p, s) in enumerate(pairs):
-            label = "" if len(pairs) == 1 else (" (x)" if n == 0 else " (y)")
-            console.print(Columns([_grid("input patch", info["input_patch"], pad=info["padding"]),
-                                   _grid(f"kernel{label}", k), _grid("products", p)]))  # fmt: skip
-            console.print(f"sum of products{label} = {s:.6g}")
+        sums = info["sum"] if isinstance(info["sum"], list) else [info["sum"]]
+        names = [""] if len(sums) == 1 else [" gx", " gy"]
+        if heat:
+            console.print(f"the window covers input rows {rows[0]}…{rows[1]}, columns {cols[0]}…{cols[1]}: too "
+                          "large for a grid of numbers, so heat maps")  # fmt: skip
+            _window_summary(console, info)
+            for line in _heat_lines("input patch", heat["input_patch"]):
+                console.print(line, markup=False, highlight=False)
+            kernels = heat["kernel"] if len(sums) > 1 else [heat["kernel"]]
+            for n, k in enumerate(kernels):
+                for line in _heat_lines(f"kernel{names[n]}", k)[:1]:
+                    console.print(line, markup=False, highlight=False)
+        else:
+            kernels = info["kernel"] if len(sums) > 1 else [info["kernel"]]
+            products = info["products"] if len(sums) > 1 else [info["products"]]
+            for n, (k, p) in enumerate(zip(kernels, products)):
+                console.print(Columns([_grid("input patch", info["input_patch"], pad=info["padding"]),
+                                       _grid(f"kernel{names[n]}", k), _grid(f"products{names[n]}", p)]))  # fmt: skip
+        for n, total in enumerate(sums):
+            label = f"{names[n].strip()} = " if names[n] else ""
+            console.print(f"{label}sum of products{names[n]} = {total:.6g}")
         if info["magnitude"] is not None:
-            console.print(f"magnitude √(x² + y²) = {info['magnitude']:.6g}")
-        if any(any(r) for r in info["padding"]):
+            console.print(f"magnitude sqrt(gx² + gy²) = {info['magnitude']:.6g}")
+        if info.get("padding") and any(any(r) for r in info["padding"]):
             console.print("[dim italic]dim italic[/]: cells outside the image, as the boundary mode gives them")
     else:
-        w = info["window"]
-        marks = set()
-        if w["chosen"] is not None:
-            marks.add((w["rows"].index(w["chosen"][0]), w["cols"].index(w["chosen"][1])))
-        console.print(f"[bold]{where}[/]: {info['mode']} pooling over input rows {w['rows'][0]}…{w['rows'][-1]}, "
-                      f"columns {w['cols'][0]}…{w['cols'][-1]}")  # fmt: skip
-        console.print(_grid("window", info["input_patch"], pad=info["padding"], marks=marks))
+        console.print(f"[bold]{where}[/]: {info['mode']} pooling over input rows {rows[0]}…{rows[1]}, "
+                      f"columns {cols[0]}…{cols[1]}")  # fmt: skip
+        if heat:
+            _window_summary(console, info)
+            for line in _heat_lines("window", heat["input_patch"]):
+                console.print(line, markup=False, highlight=False)
+        else:
+            marks = set()
+            if w["chosen"] is not None:
+                marks.add((w["rows"].index(w["chosen"][0]), w["cols"].index(w["chosen"][1])))
+            console.print(_grid("window", info["input_patch"], pad=info["padding"], marks=marks))
         if info["mode"] == "avg":
             console.print(f"sum {info['sum']:.6g} / divisor {w['divisor']} = {info['sum'] / w['divisor']:.6g}")
         elif info["mode"] == "lp":
             console.print(f"Σ xᵖ = {info['sum']:.6g}")
         elif w["chosen"] is not None:
-            console.print(f"[reverse bold]highlighted[/]: the cell {info['mode']} picks")
-        if any(any(r) for r in info["padding"]):
+            console.print(f"\\[bracketed]: the cell {info['mode']} picks, input row {w['chosen'][0]}, "
+                          f"column {w['chosen'][1]}")  # fmt: skip
+        if info.get("padding") and any(any(r) for r in info["padding"]):
             console.print("·: implicit padding (never picked by max or min; counted by avg as zeros when "
                           "count_include_pad)")  # fmt: skip
+    size = info.get("output_size")
+    if size:
+        console.print(f"output size: height {size['formula_h']}, width {size['formula_w']}", highlight=False)
     console.print(f"[bold]output = {info['output']:.6g}[/] (poolcli's own result at that position)")
 
 
-def render_demo(console) -> None:
-    for figure in demo():
+def render_demo(console, figures: list[dict] | None = None) -> None:
+    for figure in figures if figures is not None else demo():
         console.rule(figure["title"])
         from rich.columns import Columns
 
@@ -262,6 +424,47 @@ def render_demo(console) -> None:
 
 
 # ------------------------------------------------------------------ pictures
+
+
+def draw_demo(figures: list[dict], path: str) -> None:
+    """The demo's figures as one picture: each title, its input and its result as grids."""
+    from PIL import Image, ImageDraw
+
+    font, big = _font(14), _font(16)
+    cell = 46
+    rows = []
+    for fig in figures:
+        grid_h = max(len(fig["input"]), len(fig["result"])) * cell
+        rows.append(grid_h + 60)
+    width = 40 + (len(figures[0]["input"][0]) + len(figures[0]["result"][0])) * cell + 120
+    width = max(width, max(int(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(f["title"], font=big))
+                           for f in figures) + 40)  # fmt: skip
+    canvas = Image.new("RGB", (width, sum(rows) + 20), "white")
+    d = ImageDraw.Draw(canvas)
+    y = 10
+    for fig, h in zip(figures, rows):
+        d.text((20, y), _ascii(fig["title"]), fill="black", font=big)
+        x = 20
+        for values in (fig["input"], fig["result"]):
+            for i, row in enumerate(values):
+                for j, v in enumerate(row):
+                    box = [x + j * cell, y + 30 + i * cell, x + (j + 1) * cell - 1, y + 30 + (i + 1) * cell - 1]
+                    d.rectangle(box, outline=(120, 120, 120))
+                    text = _num(v)
+                    d.text((box[0] + (cell - d.textlength(text, font=font)) / 2, box[1] + 15), text, fill="black",
+                           font=font)  # fmt: skip
+            x += len(values[0]) * cell + 60
+            d.text((x - 45, y + 30 + cell), "->", fill="black", font=big)
+        y += h
+    _save(canvas, path)
+
+
+def _ascii(text: str) -> str:
+    """Text the bundled font can draw: the formulas' symbols in ASCII."""
+    for a, b in (("⌊", "floor("), ("⌋", ")"), ("⌈", "ceil("), ("⌉", ")"), ("−", "-"), ("·", "*"), ("×", "x"),
+                 ("→", "->"), ("√", "sqrt")):  # fmt: skip
+        text = text.replace(a, b)
+    return text
 
 
 def _font(size: int = 14):
@@ -374,12 +577,15 @@ def draw(info: dict, image: np.ndarray, path: str) -> None:
     thumb = Image.fromarray(thumb_rgb)
     scale = min(1.0, 220 / max(thumb.width, thumb.height))
     thumb = thumb.resize((max(1, round(thumb.width * scale)), max(1, round(thumb.height * scale))))
+    heat = info.get("heatmap")
+    if heat:  # a window larger than a readable grid: each grid as a heat map of block means
+        return _draw_heat(info, heat, thumb, scale, path)
     grids = [("input patch", info["input_patch"], info["padding"])]
     if info["kind"] == "convolution":
         kernels = info["kernel"] if isinstance(info["sum"], list) else [info["kernel"]]
         products = info["products"] if isinstance(info["sum"], list) else [info["products"]]
         for n, (k, p) in enumerate(zip(kernels, products)):
-            label = "" if len(kernels) == 1 else (" x" if n == 0 else " y")
+            label = "" if len(kernels) == 1 else (" gx" if n == 0 else " gy")
             grids += [(f"x kernel{label}", k, None), (f"= products{label}", p, None)]
 
     def short(v) -> str:  # three significant digits fit a cell at 100 % zoom
@@ -395,9 +601,10 @@ def draw(info: dict, image: np.ndarray, path: str) -> None:
     widths = [len(g[1][0]) * cell for g in grids]
     if info["kind"] == "convolution":
         sums = info["sum"] if isinstance(info["sum"], list) else [info["sum"]]
-        result = ",  ".join(f"sum of products = {s:.6g}" for s in sums)
+        names = [""] if len(sums) == 1 else ["gx = ", "gy = "]
+        result = ",  ".join(f"{n}sum of products = {s:.6g}" for n, s in zip(names, sums))
         if info["magnitude"] is not None:
-            result += f"  ->  sqrt(x^2 + y^2) = {info['magnitude']:.6g}"
+            result += f"  ->  sqrt(gx^2 + gy^2) = {info['magnitude']:.6g}"
     elif info["mode"] == "avg":
         result = f"sum {info['sum']:.6g} / divisor {info['window']['divisor']}"
     elif info["mode"] == "lp":
@@ -413,10 +620,8 @@ def draw(info: dict, image: np.ndarray, path: str) -> None:
     d = ImageDraw.Draw(canvas)
     canvas.paste(thumb, (20, 40))
     w = info["window"]
-    r0, r1, c0, c1 = min(w["rows"]), max(w["rows"]), min(w["cols"]), max(w["cols"])
-    d.rectangle([20 + c0 * scale - 2, 40 + r0 * scale - 2, 20 + (c1 + 1) * scale + 2, 40 + (r1 + 1) * scale + 2],
-                outline=(220, 30, 30), width=2)  # fmt: skip
-    d.text((20, 12), "input (window in red)", fill="black", font=font)
+    _mark_window(d, w, scale)
+    d.text((20, 12), f"input, channel {info['position']['channel']} (window in red)", fill="black", font=font)
     x = thumb.width + 60
     chosen = w.get("chosen")
     for (title, values, pad), gw in zip(grids, widths):
@@ -435,7 +640,74 @@ def draw(info: dict, image: np.ndarray, path: str) -> None:
     y = 40 + max(thumb.height, rows_n * cell) + 20
     d.text((20, y), result, fill="black", font=big)
     d.text((20, y + 30), note, fill=(110, 110, 110), font=font)
+    d.text((20, y + 52), _size_line(info), fill=(110, 110, 110), font=font)
+    _save(canvas, path)
+
+
+def _size_line(info: dict) -> str:
+    size = info.get("output_size")
+    return _ascii(f"output size: height {size['formula_h']}, width {size['formula_w']}") if size else ""
+
+
+def _mark_window(d, w: dict, scale: float) -> None:
+    (r0, r1), (c0, c1) = _spans(w)
+    r0, r1, c0, c1 = min(r0, r1), max(r0, r1), min(c0, c1), max(c0, c1)
+    d.rectangle([20 + c0 * scale - 2, 40 + r0 * scale - 2, 20 + (c1 + 1) * scale + 2, 40 + (r1 + 1) * scale + 2],
+                outline=(220, 30, 30), width=2)  # fmt: skip
+
+
+def _save(canvas, path: str) -> None:
+    """The picture, at most :data:`MAX_SIDE` pixels a side, written atomically."""
+    from .images import atomic_output
+
+    if max(canvas.size) > MAX_SIDE:
+        canvas.thumbnail((MAX_SIDE, MAX_SIDE))
     try:
-        canvas.save(path)
+        with atomic_output(path) as fh:
+            canvas.save(fh, "PNG")
     except (OSError, ValueError) as exc:
         raise ImageError(f"{path}: cannot write the diagram ({exc})") from None
+
+
+def _draw_heat(info: dict, heat: dict, thumb, scale: float, path: str) -> None:
+    """:func:`draw` for a large window: the thumbnail, then each grid (patch, kernel, products)
+    as a heat map of its block means, 256 pixels a side, and the numbers summarised."""
+    from PIL import Image, ImageDraw
+
+    font, big = _font(14), _font(18)
+    maps = [("input patch", heat["input_patch"])]
+    if heat.get("kernel") is not None:
+        pairs = isinstance(info["sum"], list)
+        kernels = heat["kernel"] if pairs else [heat["kernel"]]
+        products = heat["products"] if pairs else [heat["products"]]
+        for n, (k, p) in enumerate(zip(kernels, products)):
+            label = "" if not pairs else (" gx" if n == 0 else " gy")
+            maps += [(f"kernel{label}", k), (f"products{label}", p)]
+    side = 256
+    width = 20 + thumb.width + 40 + len(maps) * (side + 30) + 20
+    height = max(thumb.height, side) + 150
+    canvas = Image.new("RGB", (width, height), "white")
+    d = ImageDraw.Draw(canvas)
+    canvas.paste(thumb, (20, 40))
+    _mark_window(d, info["window"], scale)
+    d.text((20, 12), f"input, channel {info['position']['channel']} (window in red)", fill="black", font=font)
+    x = thumb.width + 60
+    for title, grid in maps:
+        v = np.asarray(grid, np.float64)
+        rgb, *_ = to_display(v[:, :, None], 1)
+        tile = Image.fromarray(rgb).resize((side, side), Image.NEAREST)
+        canvas.paste(tile, (x, 40))
+        d.text((x, 12), f"{title} (heat map)", fill="black", font=font)
+        x += side + 30
+    y = 40 + max(thumb.height, side) + 20
+    sums = info["sum"] if isinstance(info["sum"], list) else [info["sum"]]
+    result = ",  ".join(f"{s:.6g}" for s in sums if s is not None)
+    result = (f"sum = {result}   ->   " if result else "") + (
+        f"output ({info['position']['x']}, {info['position']['y']}) = {info['output']:.6g}")  # fmt: skip
+    d.text((20, y), result, fill="black", font=big)
+    w = info["window"]
+    if w.get("truncated"):
+        d.text((20, y + 30), f"window of {w['count']:,} cells: min {w['min']:.6g}, max {w['max']:.6g}, "
+                             f"mean {w['mean']:.6g}", fill=(110, 110, 110), font=font)  # fmt: skip
+    d.text((20, y + 52), _size_line(info), fill=(110, 110, 110), font=font)
+    _save(canvas, path)

@@ -413,3 +413,95 @@ def test_a_channels_first_npy_on_the_command_line(cli, tmp_path):
         np.testing.assert_array_equal(np.load(tmp_path / "o.npy"), poolcli.pool(a, "max", 2, layout="chw"))
     r = cli("pool", "chw.npy", "-m", "max", "-s", "2", "-o", "h.npy", "--layout", "hwc", "-q")
     assert r.code == 0 and np.load(tmp_path / "h.npy").shape == (1, 20, 50), r
+
+
+# ------------------------------------------------------------------ bounded views (point 5)
+
+
+def _big_photo(tmp_path, w=1200, h=900):
+    rng = np.random.default_rng(7)
+    Image.fromarray(rng.integers(0, 256, (h, w, 3)).astype(np.uint8)).save(tmp_path / "big.png")
+
+
+def test_a_global_window_is_a_heat_map_in_under_100_lines_and_a_bounded_picture(measured, tmp_path):
+    _big_photo(tmp_path)
+    r = measured("explain", "big.png", "-m", "avg", "--global", "--at", "0,0", "--png", "g.png")
+    assert r.code == 0, r
+    assert len(r.stdout.decode().splitlines()) < 100
+    assert "heat map" in r.stdout.decode() or "block means" in r.stdout.decode()
+    im = Image.open(tmp_path / "g.png")
+    assert max(im.size) <= 4096
+    assert r.peak_mb < 400
+
+
+def test_a_large_kernel_is_drawn_bounded(measured, tmp_path):
+    _big_photo(tmp_path, 400, 300)
+    for args in (["-k", "gaussian", "--sigma", "8"], ["-k", "box", "--size", "301"]):
+        r = measured("explain", "big.png", *args, "--at", "5,5", "--png", "k.png")
+        assert r.code == 0, r
+        assert max(Image.open(tmp_path / "k.png").size) <= 4096
+        assert len(r.stdout.decode().splitlines()) < 100
+        assert r.peak_mb < 500
+
+
+def test_json_is_complete_up_to_10000_cells_and_summarised_beyond(cli, tmp_path):
+    import json
+
+    from poolcli import api, teach
+
+    _big_photo(tmp_path, 300, 200)
+    r = cli("explain", "big.png", "-m", "max", "-s", "100", "--at", "1,1", "--json")
+    assert r.code == 0, r
+    info = json.loads(r.stdout)
+    assert len(info["window"]["cells"]) == 10_000 and len(info["input_patch"]) == 100
+    r = cli("explain", "big.png", "-m", "max", "--global", "--json")
+    assert r.code == 0, r
+    info = json.loads(r.stdout)
+    w = info["window"]
+    assert w["truncated"] is True and w["count"] == 300 * 200 and "cells" not in w
+    img = np.asarray(Image.open(tmp_path / "big.png"))[:, :, 0].astype(np.float64)
+    assert w["max"] == img.max() == info["output"] and w["min"] == img.min()
+    assert abs(w["mean"] - img.mean()) < 1e-9
+    assert img[w["argmax"][0], w["argmax"][1]] == img.max()
+    # the summary's numbers are the API's
+    got = teach.explain_pooling(img, api.pool_spec("avg", output_size=(1, 1)), (0, 0))
+    assert got["output"] == float(api.pool(img.astype(np.float32), "avg", output_size=(1, 1))[0, 0])
+
+
+def test_output_size_formula_has_the_numbers(cli, tmp_path):
+    import json
+
+    Image.fromarray(np.zeros((96, 128), np.uint8)).save(tmp_path / "z.png")
+    r = cli("explain", "z.png", "-m", "max", "-s", "3", "--stride", "2", "--padding", "1", "--at", "0,0", "--json")
+    size = json.loads(r.stdout)["output_size"]
+    assert size["height"] == 48 and size["width"] == 64
+    assert size["formula_h"] == "⌊(96 + 2·1 − 1·(3 − 1) − 1) / 2⌋ + 1 = 48"
+    r = cli("explain", "z.png", "-k", "sobel", "--at", "0,0", "-b", "valid", "--json")
+    size = json.loads(r.stdout)["output_size"]
+    assert (size["height"], size["width"]) == (94, 126) and size["formula_w"].endswith("= 126")
+    r = cli("explain", "z.png", "-m", "max", "-s", "3", "--stride", "2", "--padding", "1", "--at", "0,0")
+    assert "= 48" in r.stdout.decode()
+
+
+def test_demo_png_is_written_and_demo_k_draws_that_kernel(cli, tmp_path):
+    import json
+
+    r = cli("explain", "--demo", "--png", "demo.png")
+    assert r.code == 0, r
+    assert Image.open(tmp_path / "demo.png").size[0] > 100
+    r = cli("explain", "--demo", "-k", "sobel-x", "--json")
+    assert r.code == 0, r
+    figures = json.loads(r.stdout)
+    assert len(figures) == 1 and "sobel-x" in figures[0]["title"]
+    import poolcli
+
+    patch = np.array(figures[0]["input"], np.float32)
+    np.testing.assert_array_equal(np.array(figures[0]["result"]), poolcli.convolve(patch, "sobel-x", boundary="valid"))
+    r = cli("explain", "--demo", "-k", "gaussian", "--sigma", "3")
+    assert r.code == 2 and "at most 5×5" in r.stderr
+
+
+def test_the_pick_is_marked_with_brackets_without_colour(cli, tmp_path):
+    Image.fromarray(np.array([[1, 9], [3, 4]], np.uint8)).save(tmp_path / "p.png")
+    r = cli("explain", "p.png", "-m", "max", "-s", "2", "--at", "0,0")
+    assert r.code == 0 and "[9]" in r.stdout.decode(), r.stdout.decode()
