@@ -29,6 +29,9 @@ BOUNDARY_ALIASES = {
 }  # fmt: skip
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 @dataclass(frozen=True)
 class Param:
     """One parameter: ``kind`` is int, float, bool or str; ``low``/``high`` bound numbers
@@ -64,6 +67,8 @@ class Param:
         if self.kind in (int, float) and not isinstance(value, str):
             if self.kind is float and not math.isfinite(value):
                 raise UsageError(f"{where}: {self.name} must be a finite number, got {value}")
+            if self.kind is float and abs(value) > FLOAT32_MAX:  # stages compute in float32
+                raise UsageError(f"{where}: {self.name} must be within float32 (±3.4e38), got {value}")
             if self.low is not None and (value <= self.low if self.open_low else value < self.low):
                 sign = ">" if self.open_low else "≥"
                 raise UsageError(f"{where}: {self.name} must be {sign} {self.low:g}, got {value}")

@@ -19,6 +19,7 @@ import os
 import struct
 
 import numpy as np
+import pytest
 
 from hostile import encoded, npy, photo, png_chunks, png_from_chunks, tiff16
 
@@ -38,7 +39,39 @@ def seeds() -> dict[str, bytes]:
         "deep.tif": tiff16(photo(24, 32, dtype=np.uint16), rows_per_strip=5, predictor=2),
         "photo.bmp": encoded(rgb, "BMP"), "photo.webp": encoded(rgb, "WEBP"),
         "data.npy": npy(rgb.astype(np.float32)),
+        **new_surfaces(gray),
     }  # fmt: skip
+
+
+def new_surfaces(gray: np.ndarray) -> dict[str, bytes]:
+    """Seeds for what issue #20 added: 1/2/4-bit grey and palette PNGs with tRNS (poolcli's own
+    decoder now), an APNG, planar, tiled and multi-page TIFFs."""
+    import io
+
+    import tifffile
+
+    from pngmaker import make_png
+
+    rng = np.random.default_rng(1)
+    out = {
+        "bits1.png": make_png((gray[:, :, None] > 128).astype(np.uint8), 0, 1, trns=b"\0\1"),
+        "grey4.png": make_png(gray[:, :, None] // 16, 0, 4, interlace=True),
+        "pal2.png": make_png(gray[:, :, None] // 64, 3, 2, palette=rng.integers(0, 256, (4, 3)), trns=b"\x10\x80"),
+        "anim.png": make_png(gray[:, :, None], 0, 8, frames=3),
+    }
+    rgb = np.stack([gray, gray // 2, 255 - gray], axis=2)
+    for name, kw in (("planar.tif", dict(planarconfig="separate", photometric="rgb")),
+                     ("tiled.tif", dict(tile=(16, 16), photometric="rgb", compression="zlib"))):  # fmt: skip
+        buf = io.BytesIO()
+        data = np.ascontiguousarray(rgb.transpose(2, 0, 1)) if "planar" in name else rgb
+        tifffile.imwrite(buf, data, **kw)
+        out[name] = buf.getvalue()
+    buf = io.BytesIO()
+    with tifffile.TiffWriter(buf) as w:
+        for k in range(3):
+            w.write(gray // (k + 1))
+    out["pages.tif"] = buf.getvalue()
+    return out
 
 
 def mutate(data: bytes, name: str, rng: np.random.Generator) -> bytes:
@@ -146,3 +179,59 @@ def test_mutated_files_stream_as_they_read_whole(tmp_path, measured):
             if a["error"] is None:
                 pa, pb = (images.decode((tmp_path / row["output"]).read_bytes(), name).pixels for row in (a, b))
                 assert np.array_equal(pa, pb), name
+
+
+# ------------------------------------------------------------------ pipeline strings and explain options
+
+PIPELINE_TOKENS = ["conv", "sobel", "gaussian", "sigma=2", "sigma=-1", "sigma=1e300", "max", "avg", "2", "0", "-3",
+                   "3x2", "stride=2", "padding=1", "padding=9", "dilation=0", "relu", "scale", "1e300", "1e30", "nan",
+                   "inf", "clip", "0", "1", "global", "adaptive", "4x3", "|", "||", "'", '"', "boundary=wrap",
+                   "conv2d", "@nofile.npy", "gray", "normalize", "k=v", "=", "leaky-relu", "0.1", "sobel-x,sobel-y",
+                   "threshold", "value=1", "lp", "p=0", "p=3", "seed=5", "stochastic", "ceil_mode=true", "é", "\\0"]
+
+
+def test_random_pipeline_strings_parse_or_give_one_usage_error():
+    from poolcli.errors import UsageError
+    from poolcli.pipeline import Pipeline
+
+    rng = np.random.default_rng(SEED)
+    ok = 0
+    for _ in range(CASES * 10):
+        text = " ".join(PIPELINE_TOKENS[i] for i in rng.integers(0, len(PIPELINE_TOKENS), rng.integers(1, 9)))
+        try:
+            pipe = Pipeline.parse(text)
+        except UsageError as exc:
+            assert "\n" not in str(exc) and str(exc), text
+            continue
+        ok += 1
+        assert pipe.tag and len(pipe.tag.encode()) < 255 or len(pipe.stages) > 40, text
+        for stage in pipe.stages:  # numbers within float32: no stage is handed inf
+            if isinstance(stage.spec, dict):
+                assert all(abs(v) <= 3.4028234663852886e38 for v in stage.spec.values() if isinstance(v, float))
+    assert ok > CASES // 30  # the generator reaches valid pipelines too
+
+
+EXPLAIN_OPTIONS = [["-k", "sobel"], ["-k", "gaussian", "--sigma", "30"], ["-k", "box", "--size", "41"],
+                   ["-m", "max", "-s", "3"], ["-m", "avg", "--global"], ["-m", "lp", "-s", "2", "--p", "0"],
+                   ["-m", "max", "--to", "3x2"], ["--stride", "2"], ["--dilation", "3"], ["--padding", "1"],
+                   ["--at", "0,0"], ["--at", "9999,0"], ["--at", "-1,2"], ["--at", "x"], ["--channel", "7"],
+                   ["-b", "valid"], ["-b", "constant", "--cval", "1e40"], ["--json"], ["--png", "e.png"],
+                   ["--ceil-mode"], ["--demo"], ["-k", "@missing.txt"], ["--png", "."]]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", range(24))
+def test_random_explain_options_exit_cleanly(cli, tmp_path, case):
+    from PIL import Image
+
+    Image.fromarray(photo(40, 50)).save(tmp_path / "p.png")
+    rng = np.random.default_rng(SEED + case)
+    args = ["p.png"] if case % 6 else []
+    for i in rng.choice(len(EXPLAIN_OPTIONS), int(rng.integers(1, 5)), replace=False):
+        args += EXPLAIN_OPTIONS[i]
+    r = cli("explain", *args, timeout=120)
+    assert "Traceback" not in r.stderr and r.code in (0, 1, 2), (args, r)
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("poolcli: error:")]
+    assert (r.code == 0) == (not errors), (args, r)
+    assert len(errors) <= 1, (args, r)
+    if (tmp_path / "e.png").exists():
+        assert max(Image.open(tmp_path / "e.png").size) <= 4096

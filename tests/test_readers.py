@@ -11,10 +11,11 @@ import struct
 import numpy as np
 import pytest
 from PIL import Image
-from pngmaker import LEGAL, chunk, make_png, random_case
 
 from poolcli import images, streams
 from poolcli.bands import collect
+
+from pngmaker import LEGAL, chunk, make_png, random_case
 
 imagecodecs = pytest.importorskip("imagecodecs")
 tifffile = pytest.importorskip("tifffile")
