@@ -76,8 +76,7 @@ def explain_convolution(image, spec: api.ConvolveSpec, at: tuple[int, int], chan
     pad = ~(rin[:, None] & cin[None, :])
     if spec.boundary == "constant":
         patch = np.full((kh, kw), spec.cval, np.float64)
-        inside = plane[np.ix_(np.array(rows)[rin], np.array(cols)[cin])]
-        patch[np.ix_(rin, cin)] = inside
+        patch[np.ix_(rin, cin)] = _take(plane, np.array(rows)[rin], np.array(cols)[cin])
     else:
         ri = [r if 0 <= r < H else _image_index(r, H, spec.boundary) for r in rows]
         ci = [q if 0 <= q < W else _image_index(q, W, spec.boundary) for q in cols]
@@ -107,22 +106,41 @@ def explain_convolution(image, spec: api.ConvolveSpec, at: tuple[int, int], chan
 
 
 def _summary(values: np.ndarray, rows, cols) -> dict:
-    """What a window too large to list holds: its count, min, max, mean and where its max is."""
-    flat = np.nan_to_num(values, nan=-np.inf)
-    i, j = np.unravel_index(int(np.argmax(flat)), values.shape)
-    return {"count": int(values.size), "min": float(np.nanmin(values)), "max": float(np.nanmax(values)),
-            "mean": float(np.nanmean(values)), "argmax": [int(rows[i]), int(cols[j])], "truncated": True}  # fmt: skip
+    """What a window too large to list holds: its count, min, max, mean and where its max is
+    (NaN cells, pooling's implicit padding, left out)."""
+    missing = np.isnan(values)
+    inside = values[~missing] if missing.any() else values
+    at = int(np.argmax(np.where(missing, -np.inf, values) if missing.any() else values))
+    i, j = np.unravel_index(at, values.shape)
+    return {"count": int(inside.size), "min": float(inside.min()), "max": float(inside.max()),
+            "mean": float(inside.mean()), "argmax": [int(rows[i]), int(cols[j])], "truncated": True}  # fmt: skip
 
 
 def _heat(values: np.ndarray, side: int = HEAT_SIDE) -> list:
-    """A window's values as at most ``side``×``side`` block means (what a heat map draws)."""
-    v = np.nan_to_num(np.asarray(values, np.float64))
+    """A window's values as at most ``side``×``side`` block means (what a heat map draws); NaN
+    cells (implicit padding) are left out of their block's mean."""
+    v = np.asarray(values, np.float64)
     h, w = v.shape
-    fy, fx = -(-h // side), -(-w // side)
-    ph, pw = -(-h // fy) * fy, -(-w // fx) * fx
-    padded = np.full((ph, pw), np.nan)
-    padded[:h, :w] = v
-    return np.nanmean(padded.reshape(ph // fy, fy, pw // fx, fx), axis=(1, 3)).tolist()
+    ry = np.arange(0, h, -(-h // side))
+    cx = np.arange(0, w, -(-w // side))
+    missing = np.isnan(v)
+    if missing.any():
+        counts = np.add.reduceat(np.add.reduceat((~missing).astype(np.float64), ry, axis=0), cx, axis=1)
+        v = np.where(missing, 0.0, v)
+    else:
+        counts = np.outer(np.diff(np.append(ry, h)), np.diff(np.append(cx, w))).astype(np.float64)
+    sums = np.add.reduceat(np.add.reduceat(v, ry, axis=0), cx, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.nan_to_num(sums / counts).tolist()
+
+
+def _take(plane: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``plane[rows][:, cols]`` for evenly spaced rows and columns, as a strided view."""
+    def span(idx):
+        step = int(idx[1] - idx[0]) if len(idx) > 1 else 1
+        return slice(int(idx[0]), int(idx[-1]) + 1, step)
+
+    return plane[span(rows), span(cols)]
 
 
 def _bounded(info: dict, grids: dict, pad: np.ndarray, rows, cols) -> dict:
@@ -215,9 +233,12 @@ def explain_pooling(image, spec: api.PoolSpec, at: tuple[int, int], channel: int
     r = np.array(rows)
     q = np.array(cols)
     rin, cin = (r >= 0) & (r < H), (q >= 0) & (q < W)
-    patch = np.full((len(rows), len(cols)), np.nan)
-    patch[np.ix_(rin, cin)] = plane[np.ix_(r[rin], q[cin])]
-    vals = patch[np.ix_(rin, cin)]  # the cells inside the image, row by row
+    vals = _take(plane, r[rin], q[cin]).astype(np.float64)  # the cells inside the image, row by row
+    if rin.all() and cin.all():
+        patch = vals
+    else:
+        patch = np.full((len(rows), len(cols)), np.nan)
+        patch[np.ix_(rin, cin)] = vals
     output = float(result[y, x])
     chosen, total, divisor = None, None, None
     if spec.mode in ("max", "min", "median", "stochastic"):
@@ -408,7 +429,8 @@ def render(console, info: dict) -> None:
                           "count_include_pad)")  # fmt: skip
     size = info.get("output_size")
     if size:
-        console.print(f"output size: height {size['formula_h']}, width {size['formula_w']}", highlight=False)
+        console.print(f"output height {size['formula_h']}", highlight=False)
+        console.print(f"output width  {size['formula_w']}", highlight=False)
     console.print(f"[bold]output = {info['output']:.6g}[/] (poolcli's own result at that position)")
 
 
@@ -573,10 +595,12 @@ def draw(info: dict, image: np.ndarray, path: str) -> None:
     font, big = _font(14), _font(18)
     img = np.asarray(image)
     img = img[:, :, None] if img.ndim == 2 else img
-    thumb_rgb, *_ = to_display(img.astype(np.float64), 3 if img.shape[2] >= 3 else 1)
+    step = max(1, max(img.shape[:2]) // 440)  # the thumbnail is 220 px: no need to convert every pixel
+    thumb_rgb, *_ = to_display(img[::step, ::step].astype(np.float64), 3 if img.shape[2] >= 3 else 1)
     thumb = Image.fromarray(thumb_rgb)
-    scale = min(1.0, 220 / max(thumb.width, thumb.height))
-    thumb = thumb.resize((max(1, round(thumb.width * scale)), max(1, round(thumb.height * scale))))
+    H, W = img.shape[:2]
+    scale = min(1.0, 220 / max(W, H))  # thumbnail pixels per input pixel (the window is marked with it)
+    thumb = thumb.resize((max(1, round(W * scale)), max(1, round(H * scale))))
     heat = info.get("heatmap")
     if heat:  # a window larger than a readable grid: each grid as a heat map of block means
         return _draw_heat(info, heat, thumb, scale, path)
@@ -694,6 +718,8 @@ def _draw_heat(info: dict, heat: dict, thumb, scale: float, path: str) -> None:
     x = thumb.width + 60
     for title, grid in maps:
         v = np.asarray(grid, np.float64)
+        if v.min() >= 0:  # stretched to the grid's own range, as the terminal's characters are
+            v = v - v.min()
         rgb, *_ = to_display(v[:, :, None], 1)
         tile = Image.fromarray(rgb).resize((side, side), Image.NEAREST)
         canvas.paste(tile, (x, 40))

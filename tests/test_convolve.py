@@ -199,7 +199,7 @@ def test_box_and_gaussian_size():
         (lambda img: poolcli.convolve(img, np.zeros((0, 3))), "non-empty"),
         (lambda img: poolcli.convolve(img, "sobel", size=3), "takes no --size"),
         (lambda img: poolcli.convolve(img, "gaussian", sigma=-1), "positive"),
-        (lambda img: poolcli.convolve(np.zeros((2, 2, 2, 2)), "blur"), "image must be"),
+        (lambda img: poolcli.convolve(np.zeros((2, 2, 2, 2)), "blur"), "layout=\"nchw\""),  # 4-D: a batch, whose layout must be named
     ],
 )
 def test_bad_arguments_raise_valueerror(call, message):
