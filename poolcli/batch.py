@@ -161,7 +161,6 @@ def plan(found: Expanded, *, output: str | None, fmt: str | None, tag: str, to_d
             name = f"{stem}_{ext.lstrip('.').lower()}_{tag}{images.extension(ext_fmt)}"
             dest = os.path.join(output, name) if to_dir else os.path.join(os.path.dirname(path), os.path.basename(name))
         tasks.append(Task(path, dest, ext_fmt))
-    check_plan(tasks)
     return tasks
 
 
@@ -199,7 +198,8 @@ def output_kind(output: str | None, fmt: str | None) -> str | None:
 
 
 def plan_run(inputs: list[str], *, output: str | None, fmt: str | None, tag: str, recursive: bool = False,
-             montage: str | None = None, shard: str | None = None) -> Planned:  # fmt: skip
+             montage: str | None = None, shard: str | None = None, job=None,
+             report: str | None = None) -> Planned:  # fmt: skip
     """Expand the inputs, name every output and check the whole run before anything is
     written (UsageError): ``-o`` usable, no two inputs on one output, no output on an input.
     ``-o DIR`` (and the sub-folders ``-r`` keeps) are created only once every check passed."""
@@ -221,12 +221,16 @@ def plan_run(inputs: list[str], *, output: str | None, fmt: str | None, tag: str
         raise UsageError("--montage draws one input; give one file (or run once per file)")
     if montage:
         check_output_target(montage, False)
-        images.format_for(montage, None)
+        if montage != "-" and images.format_for(montage, None) == "npy":
+            raise UsageError(f"--montage {montage}: a montage is a picture; give it an image extension (.png)")
+    if report and report != "-":
+        check_output_target(report, False)
     if not found.items:
         return Planned(found, [], to_dir)
     if output is not None and kind != "device":
         check_output_target(output, to_dir)
     tasks = plan(found, output=output, fmt=fmt, tag=tag, to_dir=to_dir, device=kind == "device")
+    check_plan(tasks, job, ((montage, "--montage"), (report, "--report")))
     if shard_k_n is not None:  # after planning the whole run: every shard names files alike
         tasks = shard_tasks(tasks, *shard_k_n)
     if to_dir:  # every check passed: now the folder, and the sub-folders -r keeps under it
@@ -262,9 +266,12 @@ def parse_shard(text: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def check_plan(tasks: list[Task]) -> None:
-    """UsageError, before anything is written, if two inputs would write the same output or an
-    output would replace an input of the run (its own or another one)."""
+def check_plan(tasks: list[Task], job=None, others: tuple = ()) -> None:
+    """UsageError, before anything is written, if two files of the run would be written to one
+    path or a file would replace an input of the run (its own or another one).  The files are
+    every task's output, a bank's maps and saved stages (with ``job``), and ``others``: (path,
+    what) of the run's other files, such as (``--montage``'s path, "--montage").  Standard
+    output is one path too; devices (``/dev/null``) take any number of writers."""
     inputs: dict[tuple[int, int], str] = {}
     for t in tasks:
         if t.source != "-":
@@ -274,24 +281,39 @@ def check_plan(tasks: list[Task]) -> None:
             except OSError:
                 pass  # a missing input fails alone when it is read
     writers: dict[str, str] = {}
-    for t in tasks:
-        if t.dest == "-" or images.special_file(t.dest):  # /dev/null takes every input
-            continue
-        key = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(t.dest))), os.path.basename(t.dest))
+
+    def claim(path: str, who: str, source: str | None) -> None:
+        if path != "-" and images.special_file(path):
+            return
+        key = "-" if path == "-" else os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(path))),
+                                                   os.path.basename(path))  # fmt: skip
         if key in writers:
-            raise UsageError(
-                f"{writers[key]} and {t.source} would both be written to {t.dest}; "
-                "give them separate runs or -o folders, or rename one"
-            )
-        writers[key] = t.source
+            where = "standard output" if path == "-" else path
+            raise UsageError(f"{writers[key]} and {who} would both be written to {where}; "
+                             "give them separate runs or -o folders, or rename one")  # fmt: skip
+        writers[key] = who
         try:
-            st = os.stat(t.dest)
+            st = os.stat(path) if path != "-" else None
         except OSError:
-            continue
-        victim = inputs.get((st.st_dev, st.st_ino))
+            return
+        victim = inputs.get((st.st_dev, st.st_ino)) if st else None
         if victim is not None:
-            what = "the input itself" if victim == t.source else f"another input of this run, {victim}"
-            raise UsageError(f"{t.source}: its output {t.dest} is {what}; an input is never overwritten")
+            if source is None:
+                raise UsageError(f"{who} {path} is an input of this run; an input is never overwritten")
+            what = "the input itself" if victim == source else f"another input of this run, {victim}"
+            raise UsageError(f"{source}: its output {path} is {what}; an input is never overwritten")
+
+    for t in tasks:
+        files = [t.dest]
+        if job is not None and t.dest != "-":
+            has_maps = getattr(job, "pipeline", None) is not None and job.pipeline.has_bank
+            colour = images.probe_colour(t.source) if has_maps and t.source != "-" else None
+            files = task_files(job, t, colour, partial=True)
+        for path in files:
+            claim(path, t.source, t.source)
+    for path, what in others:
+        if path is not None:
+            claim(path, what, None)
 
 
 def same_file(a: str, b: str) -> bool:
@@ -326,7 +348,7 @@ def process_file(
     if task.dest == "-":
         res.output = "-"
     try:
-        if skip_existing and task.dest != "-" and images.complete_output(first_output(job, task), task.fmt):
+        if skip_existing and task.dest != "-" and task_done(job, task):
             res.skipped = True
             return res
         if same_file(task.source, task.dest):
@@ -467,6 +489,15 @@ def stream_pixels(task: Task, job, stream: bool | None, max_pixels: int | None, 
     if stream is None and pixels <= STREAM_ABOVE:
         return None
     return pixels
+
+
+def _probe_streams(task: Task, job, kwargs: dict) -> int | None:
+    """:func:`stream_pixels` outside a file's own error handling (choosing what to prefetch):
+    a file the probe cannot read is left to that file's handling, which names the problem."""
+    try:
+        return stream_pixels(task, job, kwargs["stream"], kwargs["max_pixels"], None)
+    except Exception:  # noqa: BLE001 - never a whole run's failure: the file fails alone later
+        return None
 
 
 def stream_source(task: Task, job, stream: bool | None, max_pixels: int | None, montage: str | None):
@@ -695,12 +726,41 @@ def suffixed(path: str, suffix: str) -> str:
     return f"{stem}{suffix}{ext}"
 
 
-def first_output(job, task: Task) -> str:
-    """The file whose presence says ``task`` was done (its first feature map, for a bank)."""
+def task_files(job, task: Task, colour: int | None, *, partial: bool = False) -> list[str] | None:
+    """Every file ``task`` writes for an input of ``colour`` colour channels: its output, a
+    bank's maps (``_{n}``) and the stages ``--save-stages`` keeps (``.{i}-{tag}``, with their
+    maps); None when the count of maps depends on a ``colour`` that is not known (``partial``:
+    the files that do not depend on it)."""
     pipe = getattr(job, "pipeline", None)
-    if pipe is not None and pipe.has_bank and task.fmt != "npy":
-        return suffixed(task.dest, "_0")
-    return task.dest
+    if pipe is None:
+        return [task.dest]
+    image_maps = task.fmt != "npy"
+    colours = pipe.colours(1 if job.gray and colour == 3 else colour) if colour else None
+    files: list[str] = []
+    banked = False
+    for i, stage in enumerate(pipe.stages, start=1):
+        banked = banked or stage.bank
+        if not job.save_stages:
+            continue
+        path = suffixed(task.dest, f".{i}-{stage.tag}")
+        if banked and image_maps:
+            if colours is None and not partial:
+                return None
+            files += [suffixed(path, f"_{n}") for n in range(colours[i - 1])] if colours else []
+        else:
+            files.append(path)
+    if pipe.has_bank and image_maps:
+        if colours is None and not partial:
+            return None
+        return files + ([suffixed(task.dest, f"_{n}") for n in range(colours[-1])] if colours else [])
+    return files + [task.dest]
+
+
+def task_done(job, task: Task) -> bool:
+    """For ``--skip-existing``: every file ``task`` writes is there and complete (contract §2);
+    a bank's maps are counted from the input's header."""
+    files = task_files(job, task, images.probe_colour(task.source) if task.source != "-" else None)
+    return files is not None and all(images.complete_output(f, task.fmt) for f in files)
 
 
 # --------------------------------------------------------------------------- many files
@@ -1001,7 +1061,7 @@ def _prepare_workers(job, tasks: list[Task], kwargs: dict):
         forkable = os.environ.get("NUMBA_THREADING_LAYER") == "workqueue"
     prefetcher = None
     if forkable:  # images that will stream are read by their worker, band by band
-        whole = [t for t in tasks if stream_pixels(t, job, kwargs["stream"], kwargs["max_pixels"], None) is None]
+        whole = [t for t in tasks if _probe_streams(t, job, kwargs) is None]
         prefetcher = Prefetcher(whole, kwargs["max_pixels"], kwargs["skip_existing"]) if whole else None
     try:
         warm_ms = _warm(job, tasks[0].fmt)

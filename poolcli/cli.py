@@ -7,6 +7,7 @@ Numba are imported only by commands that compute, so ``--help`` and ``--version`
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import signal
@@ -19,6 +20,7 @@ import click
 import typer
 
 from . import __version__, ops
+from .errors import StdoutError
 
 EXIT_FAILED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 1, 2, 70, 130
 _LOG_WIDTH = 1000  # columns of the summary when stderr is not a terminal: no wrapped lines
@@ -252,7 +254,7 @@ def _execute(command: str, job, settings: dict, inputs, opts: RunOptions) -> Non
             scheduler = dask_executor.scheduler_from_env(scheduler)
         tag = job.tag if not opts.page or getattr(job, "tag_given", False) else f"{job.tag}_page{opts.page}"
         planned = batch.plan_run(inputs, output=output, fmt=fmt, tag=tag, recursive=recursive, montage=montage,
-                                 shard=shard)  # fmt: skip
+                                 job=job, report=report, shard=shard)  # fmt: skip
         found, tasks = planned.found, planned.tasks
         if not found.items:
             for note in found.notes:
@@ -646,6 +648,11 @@ def explain(
                                 is_global=is_global, to=to)  # fmt: skip
     except api.UsageError as exc:
         raise _fail(str(exc)) from None
+    if png is not None:
+        from .batch import same_file
+
+        if same_file(image, png):
+            raise _fail(f"--png {png} is the input image; an input is never overwritten")
     try:
         pic = images.decode(images.read_bytes(image, max_pixels or None), "<stdin>" if image == "-" else image,
                             gray=gray, max_pixels=max_pixels or None)  # fmt: skip
@@ -817,10 +824,15 @@ def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _INTERRUPTS)
     warnings.simplefilter("ignore")  # contract §3: Python warnings never reach stderr (workers inherit it)
-    import click
+    if sys.stdout is None:  # started with standard output closed (`>&-`): only what prints there fails
+        sys.stdout = ClosedStdout()
+    _ascii_fallback()
 
     try:
         code = app(prog_name="poolcli", standalone_mode=False)
+    except StdoutError as exc:
+        sys.stderr.write(f"poolcli: error: {exc.strerror or exc}\n")
+        _exit(EXIT_FAILED)
     except (_Stop, KeyboardInterrupt, click.exceptions.Abort):
         sys.stderr.write("poolcli: interrupted\n")
         _exit(EXIT_INTERRUPTED)
@@ -836,15 +848,64 @@ def main() -> None:
         from .batch import environment_problem
 
         problem = environment_problem(exc)
-        if problem is not None:
+        if problem is not None:  # the work could not be done: 1 (2 is for usage)
             sys.stderr.write(f"poolcli: error: {problem}\n")
-            _exit(EXIT_USAGE)
+            _exit(EXIT_FAILED)
         if "--debug" in sys.argv:
             raise
         sys.stderr.write(f"poolcli: error: internal error: {exc.__class__.__name__}: {' '.join(str(exc).split())} "
                          "(a bug: please report it, with --debug output)\n")  # fmt: skip
         _exit(EXIT_BUG)
     _exit(code if isinstance(code, int) else 0)
+
+
+class ClosedStdout:
+    """``sys.stdout`` when poolcli started with it closed: writing is that error."""
+
+    encoding = "utf-8"
+    errors = "strict"
+
+    def write(self, text) -> int:
+        raise StdoutError(errno.EBADF, "standard output is closed: nothing can be printed there")
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        raise OSError(errno.EBADF, "standard output is closed")
+
+    @property
+    def buffer(self):
+        return self
+
+
+_ASCII = {"×": "x", "√": "sqrt", "→": "->", "…": "...", "·": "*", "−": "-", "⌊": "floor(", "⌋": ")", "⌈": "ceil(",
+          "⌉": ")", "≥": ">=", "≤": "<=", "∝": "~", "σ": "sigma", "²": "^2", "ᵖ": "^p", "Σ": "sum", "°": " deg",
+          "—": "-", "–": "-", "±": "+-", "’": "'", "“": '"', "”": '"'}  # fmt: skip
+
+
+def _ascii_errors(exc: UnicodeEncodeError):
+    """A codec error handler: what a terminal cannot print, in ASCII (``x`` for ``×``, ``sqrt``
+    for ``√``), ``?`` where nothing fits; poolcli never fails on a terminal's encoding."""
+    text = exc.object[exc.start : exc.end]
+    return "".join(_ASCII.get(ch, "?") for ch in text), exc.end
+
+
+def _ascii_fallback() -> None:
+    """Standard output and error degrade to ASCII on terminals that cannot print UTF-8."""
+    import codecs
+
+    codecs.register_error("poolcli-ascii", _ascii_errors)
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        if encoding and encoding not in ("utf8", "utf16", "utf32") and hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="poolcli-ascii")
+            except (ValueError, OSError):
+                pass
 
 
 def _one_suggestion(message: str) -> str:
@@ -874,7 +935,8 @@ def _exit(code) -> None:
         code = 1
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
+            if stream is not None:
+                stream.flush()
         except (OSError, ValueError):  # the reader closed the pipe: nothing more to deliver
             pass
     os._exit(code)

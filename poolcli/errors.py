@@ -16,3 +16,8 @@ class UsageError(PoolcliError):
 
 class ImageError(PoolcliError):
     """One image cannot be read, processed or written."""
+
+
+class StdoutError(OSError):
+    """Standard output cannot take what the command prints there (closed, a full disk, a reader
+    that went away): one line on stderr, exit 1."""

@@ -161,10 +161,11 @@ def read_bytes(source: str, max_pixels: int | None = PILLOW_DEFAULT_MAX_PIXELS) 
         raise ImageError(f"{source}: permission denied") from None
     except OSError as exc:
         raise ImageError(f"{source}: cannot read ({exc.strerror or exc})") from None
+    st = os.fstat(fd)
+    if stat.S_ISDIR(st.st_mode):  # os.fdopen refuses a folder with its own error: say it here
+        os.close(fd)
+        raise ImageError(f"{source}: is a directory, not an image")
     with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise ImageError(f"{source}: is a directory, not an image")
         if not stat.S_ISREG(st.st_mode):
             raise ImageError(f"{source}: is {_kind_of(st.st_mode)}, not a regular file; refusing to read it")
         if limit is not None and st.st_size > limit:
@@ -268,6 +269,41 @@ def decode(
         pic.frames = frames
         return _gray(pic) if gray else pic
     return _decode_pillow(data, name, gray, max_pixels, page)
+
+
+def probe_colour(path: str) -> int | None:
+    """How many colour channels (alpha left out) :func:`decode` would give ``path``, from its
+    header alone; None where that cannot be told cheaply (then the caller assumes nothing)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError:
+        return None
+    if head.startswith(PNG_SIGNATURE) and len(head) >= 26:
+        return 1 if head[25] in (0, 4) else 3
+    if head.startswith(b"\x93NUMPY"):
+        try:
+            f = io.BytesIO(head)
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape = read(f)[0]
+        except Exception:  # noqa: BLE001 - unreadable: the run itself says why
+            return None
+        return None if len(shape) not in (2, 3) else (1 if len(shape) == 2 else int(shape[2]))
+    try:
+        import warnings
+
+        from PIL import Image
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                mode = im.mode
+    except Exception:  # noqa: BLE001 - Pillow cannot tell: assume nothing
+        return None
+    if mode in ("1", "L", "LA", "La", "I", "F") or mode.startswith("I;16"):
+        return 1
+    return 3
 
 
 def check_page(name: str, page: int, frames: int) -> None:
@@ -611,8 +647,12 @@ def write_output(data: bytes, dest: str) -> None:
     if dest == "-":
         import sys
 
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        try:  # every byte, or this file fails: a reader that went away is not success
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        except (OSError, ValueError) as exc:
+            why = getattr(exc, "strerror", None) or str(exc)
+            raise ImageError(f"-: cannot write the image to standard output ({why})") from None
         return
     with atomic_output(dest) as fh:
         fh.write(data)

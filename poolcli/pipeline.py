@@ -270,6 +270,18 @@ class Pipeline:
     def has_bank(self) -> bool:
         return any(s.bank for s in self.stages)
 
+    def colours(self, colour: int) -> list[int]:
+        """The colour channels after each stage of an image with ``colour`` of them (a bank
+        multiplies them by its kernels, ``gray`` makes one), without running anything."""
+        out = []
+        for stage in self.stages:
+            if stage.bank:
+                colour *= len(stage.spec)
+            elif stage.op.name == "gray":
+                colour = 1
+            out.append(colour)
+        return out
+
     def auto_scale(self) -> str:
         """``auto`` for the final result: ``normalize`` when a convolution stage's kernel sums to
         0 and no later stage is normalize, sigmoid or tanh; else ``clip``."""

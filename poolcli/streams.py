@@ -713,7 +713,7 @@ def image_size(path: str) -> tuple[int, int] | None:
         try:
             with open(path, "rb") as fh:
                 return _tiff_size(fh)
-        except (OSError, struct.error):
+        except (OSError, struct.error, ValueError, OverflowError):  # an offset past any file (BigTIFF ≥ 2⁶³)
             return None
     return None
     return None
