@@ -85,7 +85,7 @@ def expand_inputs(args: Iterable[str], *, recursive: bool = False, exclude: str 
             found.from_folder = True
             _walk(arg, recursive, skip_root, found)
         elif not os.path.exists(arg) and is_glob(arg):
-            matches = sorted(glob.glob(arg, recursive=True))
+            matches = sorted(_glob(arg))
             if not matches:
                 found.notes.append(f"{arg}: no file matches this pattern")
             for path in matches:
@@ -96,6 +96,48 @@ def expand_inputs(args: Iterable[str], *, recursive: bool = False, exclude: str 
                     found.items.append((path, os.path.basename(path)))
         else:
             found.items.append((arg, os.path.basename(arg)))
+    return found
+
+
+def _glob(pattern: str) -> list[str]:
+    """``glob.glob(pattern, recursive=True)``, but a ``**`` walks each folder once: symbolic
+    links that loop back (``l1 -> .``) are followed once, never round and round (glob itself
+    would walk them until the paths grow too long, with memory growing all the while)."""
+    import fnmatch
+
+    parts = pattern.split(os.sep)
+    if "**" not in parts:
+        return glob.glob(pattern)
+    at = parts.index("**")
+    bases = glob.glob(os.sep.join(parts[:at]) or ("/" if pattern.startswith(os.sep) else ".")) if at else ["."]
+    rest = parts[at:]
+
+    def matches(segments: list[str], pats: list[str]) -> bool:
+        if not pats:
+            return not segments
+        if pats[0] == "**":
+            return any(matches(segments[k:], pats[1:]) for k in range(len(segments) + 1))
+        return bool(segments) and not segments[0].startswith(".") and fnmatch.fnmatchcase(segments[0], pats[0]) \
+            and matches(segments[1:], pats[1:])  # fmt: skip
+
+    found: list[str] = []
+    for base in bases:
+        if not os.path.isdir(base):
+            continue
+        seen: set[tuple[int, int]] = set()
+        for here, dirs, files in os.walk(base, followlinks=True):
+            st = os.stat(here)
+            if (st.st_dev, st.st_ino) in seen:
+                dirs[:] = []
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            rel = os.path.relpath(here, base)
+            prefix = [] if rel == "." else rel.split(os.sep)
+            for name in dirs + sorted(files):
+                if matches(prefix + [name], rest):
+                    path = os.path.join(here, name)
+                    found.append(path[2:] if base == "." and path.startswith("./") else path)
     return found
 
 
@@ -208,6 +250,11 @@ def plan_run(inputs: list[str], *, output: str | None, fmt: str | None, tag: str
         raise UsageError("-o /: refusing to write into the root folder")
     kind = output_kind(output, fmt)
     to_dir = kind == "dir"
+    if to_dir:
+        for arg in inputs:
+            if arg != "-" and os.path.isdir(arg) and os.path.realpath(arg) == os.path.realpath(output):
+                raise UsageError(f"-o {output} is the input folder {arg}: the results would land among the "
+                                 "inputs; give another folder (e.g. -o out/)")  # fmt: skip
     found = expand_inputs(inputs, recursive=recursive, exclude=output if kind in ("dir", "file") else None)
     many = len(found.items) > 1 or found.from_folder
     if many and output is None:
@@ -455,6 +502,7 @@ def process_file(
 
 STREAM_ABOVE = 16_000_000  # pixels: larger images stream where their formats allow (--stream / --no-stream)
 BOMB_RATIO = 256  # pixels per byte of file above which an image over --max-pixels is a decompression bomb
+STREAM_ROWS = 16  # streamed, --max-pixels bounds width × this many rows (what bands and windows hold at once)
 
 
 def stream_pixels(task: Task, job, stream: bool | None, max_pixels: int | None, montage: str | None) -> int | None:
@@ -483,6 +531,10 @@ def stream_pixels(task: Task, job, stream: bool | None, max_pixels: int | None, 
     if size is None:
         return None
     pixels = size[0] * size[1]
+    if min(size) <= 0:
+        return None  # the whole path names the problem
+    if max_pixels and size[0] * STREAM_ROWS > max_pixels:
+        return None  # a band of rows this wide is over the limit: read whole, the limit refuses it
     over = bool(max_pixels) and pixels > max_pixels
     if over and pixels > st.st_size * BOMB_RATIO:
         return None

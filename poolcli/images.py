@@ -459,7 +459,28 @@ def _from_pillow(im, gray: bool) -> Picture:
     return Picture(np.ascontiguousarray(arr), im.mode in ("LA", "RGBA"), mode)
 
 
+def _npy_header(data: bytes, name: str) -> tuple[tuple, np.dtype]:
+    """(shape, dtype) of a ``.npy`` header, checked against the bytes that follow it."""
+    f = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+    except Exception as exc:  # noqa: BLE001 - NumPy's header parser raises many kinds on hostile bytes
+        raise ImageError(f"{name}: not a readable .npy array ({_one_line(str(exc))})") from None
+    if any(d < 0 for d in shape):
+        raise ImageError(f"{name}: not a readable .npy array (negative dimensions {shape})")
+    if not dtype.hasobject and int(np.prod(shape, dtype=object)) * dtype.itemsize > len(data) - f.tell():
+        raise ImageError(f"{name}: truncated or corrupt image (its header announces {shape} {dtype}, "
+                         "more than the file holds)")  # fmt: skip
+    return shape, dtype
+
+
 def _decode_npy(data: bytes, name: str, gray: bool, max_pixels: int | None, layout: str | None = None) -> Picture:
+    shape, _ = _npy_header(data, name)  # the size checked before NumPy allocates anything
+    if len(shape) in (2, 3):
+        h, w = (shape[1], shape[2]) if len(shape) == 3 and layout == "chw" else (shape[0], shape[1])
+        _check_pixels(w, h, name, max_pixels)
     try:  # never unpickled: an object array is refused by allow_pickle=False
         arr = np.load(io.BytesIO(data), allow_pickle=False)
     except MemoryError:
@@ -588,8 +609,8 @@ def encode(pixels: np.ndarray, alpha: bool, fmt: str, *, png_level: int = DEFAUL
     meta = meta or Meta()
     if fmt == "png":
         return encode_png(pixels, png_level, meta, threads)
-    if pixels.dtype == np.uint16:  # TIFF
-        return encode_tiff16(pixels, meta)
+    if fmt == "tiff":  # 8 and 16 bits alike: tifffile writes EXIF's sub-directories, Pillow cannot
+        return encode_tiff(pixels, meta)
     try:
         return _encode_pillow(pixels, fmt, meta, quality)
     except (OSError, ValueError, KeyError, TypeError) as exc:  # what Pillow raises for modes it cannot write
@@ -1107,7 +1128,7 @@ def exif_orientation(exif: bytes) -> int:
 
         info = Image.Exif()
         info.load(exif)
-        return int(info.get(0x0112, 1))
+        return orientation_of(info.get(0x0112, 1))
     except Exception:  # noqa: BLE001 - unreadable EXIF is dropped, as Pillow drops it
         return 1
 
@@ -1128,8 +1149,19 @@ def apply_orientation(pixels: np.ndarray, exif: bytes) -> tuple[np.ndarray, byte
     return orient(pixels, orientation), exif
 
 
-def orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
+def orientation_of(value) -> int:
+    """An Orientation tag's value as 1–8; 1 (upright) for anything else: two values, text, a
+    fraction, out of range (what libtiff and Pillow do with such a tag)."""
+    if isinstance(value, (tuple, list)):
+        value = value[0] if len(value) == 1 else None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        return 1
+    return int(value) if 1 <= int(value) <= 8 else 1
+
+
+def orient(pixels: np.ndarray, orientation) -> np.ndarray:
     """(H, W, C) pixels turned as EXIF orientation 1–8 asks (what ImageOps.exif_transpose does)."""
+    orientation = orientation_of(orientation)
     a = pixels
     return {
         2: lambda: a[:, ::-1], 3: lambda: a[::-1, ::-1], 4: lambda: a[::-1],
@@ -1228,8 +1260,8 @@ def deflate_pieces(data: memoryview, level: int, threads: int, *, last: bool) ->
 # --------------------------------------------------------------------------- 16-bit colour TIFF
 
 
-def encode_tiff16(pixels: np.ndarray, meta: Meta | None = None) -> bytes:
-    """A 16-bit TIFF of (H, W, C) uint16 pixels (gray, gray+alpha, RGB, RGBA) by tifffile:
+def encode_tiff(pixels: np.ndarray, meta: Meta | None = None) -> bytes:
+    """A TIFF of (H, W, C) uint8 or uint16 pixels (gray, gray+alpha, RGB, RGBA) by tifffile:
     deflate with the horizontal predictor (about 13 % smaller than without), unassociated
     alpha, and the ICC profile, DPI and EXIF of ``meta`` (EXIF's main tags in the image's own
     directory, its Exif and GPS directories appended and pointed to, as cameras write them)."""
@@ -1453,7 +1485,7 @@ def _decode_tiff(data: bytes, name: str, max_pixels: int | None, force: bool = F
         if "INSUFFICIENT_SPACE" in detail or "buffer too small" in detail.lower():
             detail = "image data inflates past the size the header announces"
         raise ImageError(f"{name}: truncated or corrupt image ({detail})") from None
-    pixels = np.ascontiguousarray(orient(pixels, int(orientation)))
+    pixels = np.ascontiguousarray(orient(pixels, orientation))
     C = pixels.shape[2]
     alpha = C in (2, 4)
     suffix = {"u2": ";16", "u1": ""}.get(f"{pixels.dtype.kind}{pixels.dtype.itemsize}", ";F")

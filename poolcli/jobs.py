@@ -186,8 +186,11 @@ class RunJob:
         if str(scale).lower() not in SCALES:
             raise api.UsageError(f"unknown --scale '{scale}' (choose from {', '.join(SCALES)})")
         pipe = Pipeline.parse(text)
-        if tag is not None and (not tag.strip() or any(ch in tag for ch in "/\\\0")):
-            raise api.UsageError(f"--tag '{tag}' must be a non-empty file-name part without '/'")
+        if tag is not None and (not tag.strip() or any(ch in tag for ch in "/\\\0") or not tag.isprintable()):
+            raise api.UsageError(f"--tag {tag!r} must be a non-empty file-name part without '/' or control characters")
+        size = len(tag.encode("utf-8", "surrogateescape")) if tag is not None else 0
+        if size > tags.MAX_TAG:
+            raise api.UsageError(f"--tag is {size} bytes; at most {tags.MAX_TAG} (file names hold 255)")
         scale = str(scale).lower()
         given = tag is not None
         if tag is None:

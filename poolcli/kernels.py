@@ -214,35 +214,64 @@ def parse_matrix(text: str, source: str = "--kernel") -> np.ndarray:
 
 
 def load_kernel_file(path: str) -> np.ndarray:
-    """A kernel from a text/CSV file of rows, or from a ``.npy`` array (2-D, or 1-D as one row)."""
+    """A kernel from a text/CSV file of rows, or from a ``.npy`` array (2-D, or 1-D as one row).
+    The file must be a regular file of at most :data:`MAX_KERNEL_FILE` bytes (a FIFO would
+    block, a device never end), read once, never unpickled."""
     label = f"@{path}"
-    if os.path.isdir(path):
-        raise UsageError(f"{label}: is a directory, not a kernel file")
+    data = _read_kernel_file(path, label)
+    if path.lower().endswith(".npy") or data[:6] == b"\x93NUMPY":
+        import io
+
+        try:
+            matrix = np.load(io.BytesIO(data), allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001 - NumPy raises many kinds on hostile bytes
+            why = " ".join(str(exc).split())[:120] or exc.__class__.__name__
+            raise UsageError(f"{label}: not a readable .npy array ({why})") from None
+        if not isinstance(matrix, np.ndarray):  # an .npz archive under a .npy name
+            raise UsageError(f"{label}: an .npz archive, not a .npy array")
+        if matrix.ndim == 1:
+            matrix = matrix[None, :]
+        if matrix.ndim != 2 or matrix.size == 0:
+            raise UsageError(f"{label}: a kernel must be a non-empty 2-D array, got shape {matrix.shape}")
+        if not np.issubdtype(matrix.dtype, np.number) or np.iscomplexobj(matrix):
+            raise UsageError(f"{label}: a kernel must hold real numbers, got {matrix.dtype}")
+        matrix = matrix.astype(np.float64)
+        if not np.isfinite(matrix).all():
+            raise UsageError(f"{label}: kernel values must be finite")
+        return matrix
     try:
-        if path.lower().endswith(".npy"):
-            try:
-                matrix = np.load(path, allow_pickle=False)
-            except ValueError as exc:
-                raise UsageError(f"{label}: not a readable .npy array ({exc})") from None
-            if matrix.ndim == 1:
-                matrix = matrix[None, :]
-            if matrix.ndim != 2 or matrix.size == 0:
-                raise UsageError(f"{label}: a kernel must be a non-empty 2-D array, got shape {matrix.shape}")
-            if not np.issubdtype(matrix.dtype, np.number) or np.iscomplexobj(matrix):
-                raise UsageError(f"{label}: a kernel must hold real numbers, got {matrix.dtype}")
-            matrix = matrix.astype(np.float64)
-            if not np.isfinite(matrix).all():
-                raise UsageError(f"{label}: kernel values must be finite")
-            return matrix
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read(MAX_KERNEL_FILE + 1)
-        if len(text) > MAX_KERNEL_FILE:
-            raise UsageError(f"{label}: larger than {MAX_KERNEL_FILE >> 20} MB; not a kernel file")
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{label}: cannot read kernel file (not UTF-8 text, nor a .npy array)") from None
+    return parse_matrix(text, label)
+
+
+def _read_kernel_file(path: str, label: str) -> bytes:
+    """The bytes of a kernel file: a regular file within :data:`MAX_KERNEL_FILE`."""
+    import stat
+
+    try:
+        st = os.stat(path)
     except FileNotFoundError:
         raise UsageError(f"{label}: no such kernel file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{label}: cannot read kernel file ({exc.__class__.__name__})") from None
-    return parse_matrix(text, label)
+    except OSError as exc:
+        raise UsageError(f"{label}: cannot read kernel file ({exc.strerror or exc.__class__.__name__})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{label}: is a directory, not a kernel file")
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"{label}: not a regular file (a FIFO or a device?); refusing to read it")
+    if st.st_size > MAX_KERNEL_FILE:
+        raise UsageError(f"{label}: larger than {MAX_KERNEL_FILE >> 20} MB; not a kernel file")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_KERNEL_FILE + 1)
+    except OSError as exc:
+        raise UsageError(f"{label}: cannot read kernel file ({exc.strerror or exc.__class__.__name__})") from None
+    if len(data) > MAX_KERNEL_FILE:
+        raise UsageError(f"{label}: larger than {MAX_KERNEL_FILE >> 20} MB; not a kernel file")
+    if not data:
+        raise UsageError(f"{label}: empty file (0 bytes)")
+    return data
 
 
 @dataclass(frozen=True)

@@ -415,7 +415,7 @@ class NpyRows(Rows):
         if fortran or dtype.hasobject or len(shape) not in (2, 3) or looks_channels_first(shape):
             self.fh.close()
             raise NotStreamable  # (C, H, W)-looking arrays: the whole path refuses or turns them
-        if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)) or 0 in shape:
+        if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)) or min(shape) <= 0:
             self.fh.close()
             raise NotStreamable  # the whole path names the problem
         self.start = self.fh.tell()
@@ -474,6 +474,22 @@ class NpySink:
 # --------------------------------------------------------------------------- TIFF
 
 
+def _check_tags(path: str, name: str) -> None:
+    """:func:`poolcli.images.tiff_ifd` on a file, through a read-only map: only the header and
+    the tag values it looks at are read (and count in memory)."""
+    import mmap
+
+    with open(path, "rb") as fh:
+        try:
+            view = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        except (ValueError, OSError):
+            raise NotStreamable from None  # empty, or not mappable: the whole path says why
+        try:
+            images.tiff_ifd(view, name)
+        finally:
+            view.close()
+
+
 class TiffRows(Rows):
     """The rows of a one-page TIFF, decoded a row of strips or tiles at a time by tifffile."""
 
@@ -484,6 +500,7 @@ class TiffRows(Rows):
 
         logging.getLogger("tifffile").setLevel(logging.CRITICAL)
         self.name, self.gray = name, gray
+        _check_tags(path, name)  # the whole path's tag-table checks, before tifffile reads a tag
         try:
             self.tif = tifffile.TiffFile(path)
         except Exception:  # noqa: BLE001 - the whole path names the problem
@@ -512,7 +529,7 @@ class TiffRows(Rows):
         if (
             page.is_tiled and page.imagedepth > 1
             or int(page.planarconfig) != 1
-            or (274 in tags and int(tags[274].value) != 1)
+            or (274 in tags and images.orientation_of(tags[274].value) != 1)
             or not page.dataoffsets
             or sum(page.databytecounts) > size
         ):  # fmt: skip
