@@ -592,12 +592,9 @@ def _process_streamed(task: Task, job, src, res: FileResult, *, png_level: int, 
     """:func:`process_file` band by band: the job's operations pull rows from ``src`` and each
     band of the result is converted and written as it is ready (see :mod:`poolcli.bands`);
     ``--scale normalize`` reads the result once for its range first.  Every output appears
-    whole or not at all."""
-    import contextlib
-
-    from . import bands, streams
+    whole or not at all; a bank's maps are written :data:`OPEN_SINKS` files at a time."""
+    from . import bands
     from .api import take_compile_ms
-    from .jobs import Result
 
     np = images.np
     t0 = time.perf_counter()
@@ -632,6 +629,36 @@ def _process_streamed(task: Task, job, src, res: FileResult, *, png_level: int, 
             for k, (_, pick, ncolour) in enumerate(outputs):
                 spans[k] = images.value_span(band if pick is None else band[:, :, pick], ncolour, spans[k])
         rows.rewind()
+    for first in range(0, len(outputs), OPEN_SINKS):  # at most OPEN_SINKS files and writer threads at once
+        if first:
+            rows.rewind()  # the next group of a bank's maps: the rows again
+        group = outputs[first : first + OPEN_SINKS]
+        s0 += _write_group(task, job, rows, group, spans[first : first + OPEN_SINKS], res, colour=colour,
+                           scale=scale, target=target, floats=floats, step=step, png_level=png_level, meta=meta,
+                           png_threads=png_threads)  # fmt: skip
+    res.written.extend(path for path, _, _ in outputs)
+    total = time.perf_counter() - t0
+    compiled = take_compile_ms()
+    res.compile_ms += compiled
+    res.load_ms = timed.seconds * 1e3
+    res.save_ms = s0 * 1e3
+    res.compute_ms = max(0.0, total * 1e3 - res.load_ms - res.save_ms - compiled)
+
+
+OPEN_SINKS = 32  # files a streamed run writes at once (a bank of 2,000 maps: 63 passes over the rows)
+
+
+def _write_group(task: Task, job, rows, outputs, spans, res: FileResult, *, colour: int, scale: str, target,
+                 floats: bool, step: int, png_level: int, meta, png_threads: int | None) -> float:  # fmt: skip
+    """Write ``outputs`` (path, channels picked, colour channels) from one pass over ``rows``,
+    each file whole or not at all; returns the seconds spent converting and writing."""
+    import contextlib
+
+    from . import streams
+    from .jobs import Result
+
+    np = images.np
+    s0 = 0.0
     with contextlib.ExitStack() as stack:
         sinks = []
         for path, pick, _ in outputs:
@@ -658,7 +685,7 @@ def _process_streamed(task: Task, job, src, res: FileResult, *, png_level: int, 
             if res.values is None and getattr(job, "is_global", False):
                 res.values = [float(v) for v in band.reshape(-1, band.shape[2])[0]]
             s1 = time.perf_counter()
-            for sink, (_, pick, ncolour), span in zip(sinks, outputs, spans):
+            for sink, (_, pick, ncolour), span in zip(sinks, outputs, spans):  # this group's outputs
                 if task.fmt == "npy":
                     sink.write(job.npy(Result(band, colour, scale)))
                     continue
@@ -670,14 +697,7 @@ def _process_streamed(task: Task, job, src, res: FileResult, *, png_level: int, 
         s1 = time.perf_counter()
         for sink in sinks:
             sink.close()
-    res.written.extend(path for path, _, _ in outputs)
-    total = time.perf_counter() - t0
-    s0 += time.perf_counter() - s1
-    compiled = take_compile_ms()
-    res.compile_ms += compiled
-    res.load_ms = timed.seconds * 1e3
-    res.save_ms = s0 * 1e3
-    res.compute_ms = max(0.0, total * 1e3 - res.load_ms - res.save_ms - compiled)
+    return s0 + time.perf_counter() - s1
 
 
 def _first_line(exc: BaseException) -> str:

@@ -412,3 +412,29 @@ def test_c6_a_peer_that_is_not_a_scheduler_is_one_line(cli, tmp_path, kind):
     one_line_error(r, address)
     assert time.time() - t0 < 60
     assert not (tmp_path / "o.png").exists()
+
+
+# ------------------------------------------------------------------ C9: a streamed bank's writers are bounded
+
+
+def test_c9_a_streamed_bank_of_300_maps_writes_within_100_open_files(tmp_path):
+    import resource
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 80)).astype(np.uint8)).save(tmp_path / "g.png")
+    bank = ",".join(["sobel-x", "sobel-y", "blur", "sharpen"] * 75)
+
+    def few_files():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100))
+
+    proc = subprocess.run(poolcli_command() + ["run", f"conv {bank}", "g.png", "-o", "bank/", "--stream", "--tag", "b",
+                                               "-q"], cwd=tmp_path, capture_output=True, preexec_fn=few_files,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert sorted(os.listdir(tmp_path / "bank")) == sorted(f"g_b_{n}.png" for n in range(300))
+    whole = subprocess.run(poolcli_command() + ["run", f"conv {bank}", "g.png", "-o", "whole/", "--no-stream", "--tag",
+                                                "b", "-q"], cwd=tmp_path, capture_output=True, timeout=300)  # fmt: skip
+    assert whole.returncode == 0
+    for n in (0, 31, 32, 299):  # groups of maps written in separate passes equal the whole image's
+        a = np.asarray(Image.open(tmp_path / "bank" / f"g_b_{n}.png"))
+        b = np.asarray(Image.open(tmp_path / "whole" / f"g_b_{n}.png"))
+        np.testing.assert_array_equal(a, b)
