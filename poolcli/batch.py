@@ -411,6 +411,8 @@ def process_file(
             finally:
                 src.close()
             return res
+        if task.source != "-":
+            check_fits(task, job, name)
         t0 = time.perf_counter()
         data = None
         if page:
@@ -440,16 +442,34 @@ def process_file(
         res.dtype = str(pic.pixels.dtype)
         compiled = take_compile_ms()
         res.load_ms = (t1 - t0) * 1e3 - compiled
-        panels = [("input", pic.pixels, pic.colour.shape[2])] if montage else None
+        panels = None
+        if montage:  # each panel kept small as it arrives: a montage's memory does not grow with its stages
+            from .teach import Panels
+
+            panels = Panels()
+            panels.append(("input", pic.pixels, pic.colour.shape[2]))
+        alpha, dtype, meta = pic.alpha, pic.pixels.dtype, None if strip else pic.meta
+        npy_layout = layout if pic.mode == "npy" else None  # --layout is the .npy input's, and its result's
+        written = dict(dtype=dtype, fmt=task.fmt, layout=npy_layout, alpha=alpha, meta=meta, png_level=png_level,
+                       quality=quality, png_threads=png_threads)  # fmt: skip
+        saving = [0.0]
+
+        def save_stage(suffix: str, result) -> None:  # --save-stages: each stage written as it finishes
+            s1 = time.perf_counter()
+            _write_result(job, result, suffixed(task.dest, suffix), res, **written)
+            saving[0] += time.perf_counter() - s1
+
         if montage:
-            out = job.apply(pic, panels=panels)
+            out = job.apply(pic, panels=panels, **({"save": save_stage} if job.command == "run" else {}))
         elif task.fmt != "npy" and getattr(job, "command", "") == "pool":
             out = job.apply(pic, pixels=True)  # 8-bit average pooling gives the pixels at once
+        elif job.command == "run":
+            out = job.apply(pic, save=save_stage)
         else:
             out = job.apply(pic)
         t2 = time.perf_counter()
         res.compile_ms = take_compile_ms()
-        res.compute_ms = (t2 - t1) * 1e3 - res.compile_ms
+        res.compute_ms = (t2 - t1 - saving[0]) * 1e3 - res.compile_ms
         res.compile_ms += compiled
         res.out_height, res.out_width = out.array.shape[:2]
         res.values = out.values
@@ -460,26 +480,12 @@ def process_file(
             draw_montage(panels, montage)
             res.written.append(montage)
             del panels
-        # peak memory: drop each full-size buffer as soon as the next one exists
-        alpha, dtype, meta = pic.alpha, pic.pixels.dtype, None if strip else pic.meta
-        npy_layout = layout if pic.mode == "npy" else None  # --layout is the .npy input's, and its result's
-        del pic
+        del pic  # peak memory: drop each full-size buffer as soon as the next one exists
         if dtype == images.np.uint16 and task.fmt != "npy" and not images.holds_16_bits(task.fmt):
             res.notes.append(images.EIGHT_BIT_NOTE.format(fmt=task.fmt.upper()))
-        results = [(suffixed(task.dest, sfx), r) for sfx, r in out.extras] + [(task.dest, out)]
+        _write_result(job, out, task.dest, res, **written)
         del out
-        while results:
-            dest, result = results.pop(0)
-            ready = prepare(job, result, dtype, task.fmt, dest, npy_layout)
-            del result
-            for path, data in ready:
-                if not isinstance(data, bytes):
-                    data = images.encode(data, alpha, task.fmt, png_level=png_level, meta=meta, quality=quality,
-                                         threads=png_threads)  # fmt: skip
-                images.write_output(data, path)
-                res.written.append(path)
-                data = None
-            del ready
+        t2 -= saving[0]
         compiled = take_compile_ms()
         res.save_ms = (time.perf_counter() - t2) * 1e3 - compiled
         res.compile_ms += compiled
@@ -541,6 +547,24 @@ def stream_pixels(task: Task, job, stream: bool | None, max_pixels: int | None, 
     if stream is None and pixels <= STREAM_ABOVE:
         return None
     return pixels
+
+
+def check_fits(task: Task, job, name: str) -> None:
+    """ImageError, before decoding, when the input's header says the job would need more memory
+    than this process may use (contract §3), naming both; nothing when the header says nothing."""
+    from . import memory, streams
+
+    try:
+        size = streams.image_size(task.source)
+        colour = images.probe_colour(task.source)
+    except Exception:  # noqa: BLE001 - a header this cannot read: decoding names the problem
+        return
+    if not size or not colour or min(size) <= 0:
+        return
+    need, have = memory.estimate(job, size[0], size[1], colour), memory.budget()
+    if have is not None and need > have[0]:
+        raise ImageError(f"{name}: {size[0]}x{size[1]} needs about {memory.human(need)} of memory for this "
+                         f"job, more than the {memory.human(have[0])} that {have[1]} leaves")  # fmt: skip
 
 
 def _probe_streams(task: Task, job, kwargs: dict) -> int | None:
@@ -762,6 +786,19 @@ def _read_ahead(source: str, name: str, max_pixels: int | None, meanwhile: Calla
     if len(got) == 1:
         raise got[0]
     return got[0], got[1]
+
+
+def _write_result(job, result, dest: str, res: FileResult, *, dtype, fmt: str, layout, alpha: bool, meta,
+                  png_level: int, quality, png_threads) -> None:  # fmt: skip
+    """Encode and write one result (its maps one file each), noting every file in ``res``."""
+    ready = prepare(job, result, dtype, fmt, dest, layout)
+    while ready:
+        path, data = ready.pop(0)
+        if not isinstance(data, bytes):
+            data = images.encode(data, alpha, fmt, png_level=png_level, meta=meta, quality=quality, threads=png_threads)
+        images.write_output(data, path)
+        res.written.append(path)
+        data = None
 
 
 def prepare(job, out, source_dtype, fmt: str, dest: str, layout: str | None = None) -> list[tuple[str, object]]:

@@ -205,8 +205,10 @@ class RunJob:
         pipe = self.pipeline if upto is None else Pipeline(self.pipeline.stages[:upto])
         return pipe.auto_scale()
 
-    def apply(self, pic: Picture, panels: list | None = None) -> Result:
-        """The result; ``panels`` (for a montage) gets every stage's map, titled."""
+    def apply(self, pic: Picture, panels: list | None = None, save=None) -> Result:
+        """The result; ``panels`` (for a montage) gets every stage's map, titled; ``save(suffix,
+        Result)`` writes each stage ``--save-stages`` keeps as soon as it is computed (without it
+        they are returned in ``extras``)."""
         extras, times = [], []
         banked = [False]
 
@@ -217,8 +219,11 @@ class RunJob:
                 panels.append((f"{i}. {stage.text.strip()}", array, colour, banked[0]))
             if self.save_stages:
                 suffix = f".{i}-{stage.tag}"
-                extras.append((suffix, Result(np.asarray(array, np.float32), colour, self.scale_rule(i), None,
-                                              banked[0])))  # fmt: skip
+                kept = Result(np.asarray(array, np.float32), colour, self.scale_rule(i), None, banked[0])
+                if save is not None:
+                    save(suffix, kept)
+                else:
+                    extras.append((suffix, kept))
 
         out, colour = self.pipeline.apply(pic.pixels, pic.pixels.shape[2] - (1 if pic.alpha else 0), on_stage)
         return Result(out, colour, self.scale_rule(), None, self.pipeline.has_bank, tuple(extras), tuple(times))

@@ -62,13 +62,20 @@ def _rate(mp: float, ms: float) -> str:
     return f"{mp / (ms / 1e3):,.1f}" if ms > 0 and mp > 0 else "—"
 
 
+def _short(value, most: int = 200) -> str:
+    """A setting as the summary line shows it: a 2,000-kernel bank's text cut to its head."""
+    text = str(value)
+    return text if len(text) <= most else f"{text[: most - 20]}… ({len(text):,} characters)"
+
+
 def render(console, command: str, settings: dict, results: Sequence[FileResult], wall_ms: float) -> None:
     """Print the summary table (and global-pooling values, and failures) to ``console``."""
     from rich.table import Table
 
     t = totals(results, wall_ms)
     mp = t["megapixels"]
-    described = " · ".join(k if v is True else f"{k} {v}" for k, v in settings.items() if v not in (None, False))
+    shown = [(k, v) for k, v in settings.items() if v not in (None, False)]
+    described = " · ".join(k if v is True else f"{k} {_short(v)}" for k, v in shown)
     console.print(f"poolcli {command}: {described}", highlight=False, markup=False)
     table = Table(box=None, pad_edge=False)
     table.add_column("stage")

@@ -508,13 +508,23 @@ def _diverging(values: np.ndarray, bound: float) -> np.ndarray:
     return np.stack([r, g, b], axis=-1).astype(np.uint8)
 
 
-def to_display(array: np.ndarray, colour: int) -> tuple[np.ndarray, str, float, float]:
+def value_range(array: np.ndarray, colour: int) -> tuple[float, float]:
+    """(min, max) of the finite values of the first ``colour`` channels."""
+    a = np.asarray(array)[:, :, :colour]
+    if a.dtype.kind != "f":
+        return (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    finite = a[np.isfinite(a)]
+    return (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+
+
+def to_display(array: np.ndarray, colour: int, bounds: tuple[float, float] | None = None
+               ) -> tuple[np.ndarray, str, float, float]:  # fmt: skip
     """(RGB uint8 picture, scale kind, low, high) of a feature map: signed maps on a diverging
     map centred on zero (never stretched to look unsigned), non-negative ones on gray 0…max,
-    three-channel images as they are (clipped to 0–255 when they fit it)."""
+    three-channel images as they are (clipped to 0–255 when they fit it).  ``bounds``: the
+    map's (min, max) when ``array`` is a subsample of it."""
     a = np.asarray(array, np.float64)[:, :, :colour]
-    finite = a[np.isfinite(a)]
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    lo, hi = bounds if bounds is not None else value_range(a, colour)
     if colour == 3 and lo >= 0 and hi <= 255:
         return np.clip(np.rint(a), 0, 255).astype(np.uint8), "rgb", 0.0, 255.0
     plane = a.mean(axis=2) if colour > 1 else a[:, :, 0]
@@ -527,6 +537,54 @@ def to_display(array: np.ndarray, colour: int) -> tuple[np.ndarray, str, float, 
     return np.stack([g, g, g], axis=-1), "gray", 0.0, top
 
 
+MONTAGE_SIDE = 1024  # pixels a side of the input's panel at most; the other panels at its scale
+
+
+class Panels(list):
+    """A montage's panels, each kept as small display pictures as soon as it arrives (not the
+    full float map), so a montage of many stages of a large photo stays in bounded memory.  The
+    first panel (the input) sets the scale: at most :data:`MONTAGE_SIDE` pixels a side."""
+
+    scale: float | None = None
+
+    def append(self, panel) -> None:
+        title, array, colour, *bank = panel
+        arr = np.asarray(array)
+        arr = arr[:, :, None] if arr.ndim == 2 else arr
+        if self.scale is None:
+            self.scale = min(1.0, MONTAGE_SIDE / max(arr.shape[:2]))
+        super().append(_tile(title, arr, colour, bool(bank and bank[0]), self.scale))
+
+
+class _Tile(tuple):
+    """A panel ready to paste: (title, pictures, cols, w, h, gap, tile_w, tile_h)."""
+
+
+def _tile(title: str, arr: np.ndarray, colour: int, bank: bool, scale: float = 1.0) -> _Tile:
+    from PIL import Image
+
+    h, w = arr.shape[:2]
+    single = colour in (1, 3) and not bank
+    count = 1 if single else colour
+    cols = math.ceil(math.sqrt(count))
+    rows_n = math.ceil(count / cols)
+    s = min(scale, MONTAGE_SIDE / (cols * max(h, w))) if count > 1 else scale
+    dw, dh = max(1, round(w * s)), max(1, round(h * s))
+    step = max(1, round(1 / s)) if s < 1 else 1  # subsample first: to_display works in float64
+    pictures = []
+    for n in range(count):
+        m, c = (arr, colour) if single else (arr[:, :, n : n + 1], 1)
+        rgb, kind, lo, hi = to_display(m[::step, ::step], c, value_range(m, c))
+        if rgb.shape[:2] != (dh, dw):
+            rgb = np.asarray(Image.fromarray(rgb).resize((dw, dh), Image.BILINEAR))
+        pictures.append((rgb, kind, lo, hi))
+    if single and colour == 3 and pictures[0][1] != "rgb":
+        title += " (mean of 3 channels)"
+    gap = 4 if count > 1 else 0
+    tile_w, tile_h = cols * dw + (cols - 1) * gap, rows_n * dh + (rows_n - 1) * gap
+    return _Tile((f"{title}  {w}x{h}x{colour}", pictures, cols, dw, dh, gap, tile_w, tile_h))
+
+
 def montage(panels: list[tuple], path: str | None = None):
     """Draw ``panels`` (title, (H, W, C) array, colour channels[, a bank's maps?]) left to right
     at their true scale, each titled with its size (WxHxC) and, for feature maps, a colour bar;
@@ -536,20 +594,13 @@ def montage(panels: list[tuple], path: str | None = None):
 
     font, pad, head, bar = _font(13), 12, 34, 14
     tiles = []
-    for title, array, colour, *bank in panels:
+    for panel in panels:
+        if isinstance(panel, _Tile):
+            tiles.append(panel)
+            continue
+        title, array, colour, *bank = panel
         arr = np.asarray(array)
-        arr = arr[:, :, None] if arr.ndim == 2 else arr
-        h, w = arr.shape[:2]
-        single = colour in (1, 3) and not (bank and bank[0])
-        maps = [(arr, colour)] if single else [(arr[:, :, n : n + 1], 1) for n in range(colour)]
-        pictures = [to_display(m, c) for m, c in maps]
-        if single and colour == 3 and pictures[0][1] != "rgb":
-            title += " (mean of 3 channels)"
-        cols = math.ceil(math.sqrt(len(pictures)))
-        rows_n = math.ceil(len(pictures) / cols)
-        gap = 4 if len(pictures) > 1 else 0
-        tile_w, tile_h = cols * w + (cols - 1) * gap, rows_n * h + (rows_n - 1) * gap
-        tiles.append((f"{title}  {w}x{h}x{colour}", pictures, cols, w, h, gap, tile_w, tile_h))
+        tiles.append(_tile(title, arr[:, :, None] if arr.ndim == 2 else arr, colour, bool(bank and bank[0])))
     width = pad + sum(max(t[6], 150) + pad for t in tiles)
     height = head + max(t[7] for t in tiles) + bar + 34 + pad
     canvas = Image.new("RGB", (width, height), "white")
@@ -576,12 +627,15 @@ def montage(panels: list[tuple], path: str | None = None):
         layout.append({"title": title, "x": x, "y": head, "width": tile_w, "height": tile_h, "maps": len(pictures),
                        "scale": kind, "low": lo, "high": hi})  # fmt: skip
         x += max(tile_w, 150) + pad
+    if max(canvas.size) > MAX_SIDE:  # many stages side by side: the whole at most MAX_SIDE a side
+        canvas.thumbnail((MAX_SIDE, MAX_SIDE))
     if path is not None:
-        from .images import write_output
+        from .images import format_for, pillow_formats, write_output
 
         buf = __import__("io").BytesIO()
-        ext = path.rsplit(".", 1)[-1].lower() if "." in path else "png"
-        canvas.save(buf, {"jpg": "JPEG", "jpeg": "JPEG", "tif": "TIFF", "tiff": "TIFF"}.get(ext, "PNG"))
+        fmt = "png" if path == "-" else format_for(path, None)
+        name = {"png": "PNG", "jpg": "JPEG", "tiff": "TIFF", "webp": "WEBP", "bmp": "BMP"}.get(fmt)
+        canvas.save(buf, name or pillow_formats().get(fmt, "png").upper())
         write_output(buf.getvalue(), path)
     return canvas, layout
 

@@ -438,3 +438,41 @@ def test_c9_a_streamed_bank_of_300_maps_writes_within_100_open_files(tmp_path):
         a = np.asarray(Image.open(tmp_path / "bank" / f"g_b_{n}.png"))
         b = np.asarray(Image.open(tmp_path / "whole" / f"g_b_{n}.png"))
         np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------------ M3: memory that multiplies is bounded
+
+
+def test_m3_a_bank_that_cannot_fit_is_refused_before_decoding(tmp_path):
+    import resource
+
+    _photo(tmp_path / "q.png", 512, 512)
+    bank = ",".join(["sobel-x", "sobel-y", "blur", "sharpen"] * 500)
+
+    def small():  # 3 GB of address space: the 2,000 maps of this 0.26-MP photo would need about 6 GB
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    proc = subprocess.run(poolcli_command() + ["run", f"conv {bank}", "q.png", "-o", "bank/", "-f", "npy",
+                                               "--no-stream", "--tag", "b"], cwd=tmp_path, capture_output=True,
+                          preexec_fn=small, timeout=300)  # fmt: skip
+    err = proc.stderr.decode()
+    assert proc.returncode == 1, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("poolcli: error:")]
+    assert len(lines) == 1 and "q.png: 512x512 needs about" in lines[0] and "address-space limit" in lines[0], err
+    assert max(len(ln) for ln in err.splitlines()) < 400  # the summary shows the bank's head, not 16,000 characters
+    assert not (tmp_path / "bank").exists() or not os.listdir(tmp_path / "bank")
+
+
+def test_m3_saved_stages_and_a_montage_of_a_large_photo_stay_bounded(measured, tmp_path):
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 256, (1500, 2000, 3)).astype(np.uint8)).save(tmp_path / "big.png", compress_level=1)
+    pipeline = " | ".join(["blur"] * 12)
+    r = measured("run", pipeline, "big.png", "--save-stages", "-o", "out/", "--tag", "t", "-q", timeout=300)
+    assert r.code == 0, r
+    assert len(os.listdir(tmp_path / "out")) == 13
+    saved_mb = r.peak_mb
+    r = measured("run", pipeline, "big.png", "--montage", "m.png", "-o", "o.png", "-q", timeout=300)
+    assert r.code == 0, r
+    assert max(Image.open(tmp_path / "m.png").size) <= 4096
+    # 3 MP: a stage is 36 MB of float32; twelve of them held at once would be 430 MB more
+    assert saved_mb < 450 and r.peak_mb < 450, (saved_mb, r.peak_mb)
