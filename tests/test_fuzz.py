@@ -235,3 +235,56 @@ def test_random_explain_options_exit_cleanly(cli, tmp_path, case):
     assert len(errors) <= 1, (args, r)
     if (tmp_path / "e.png").exists():
         assert max(Image.open(tmp_path / "e.png").size) <= 4096
+
+
+# ------------------------------------------------------------------ kernel files and the files a run writes
+
+
+def test_mutated_kernel_files_load_or_give_one_usage_error(tmp_path):
+    import io
+
+    from poolcli.errors import UsageError
+    from poolcli.kernels import load_kernel_file
+
+    buf = io.BytesIO()
+    np.save(buf, np.arange(9, dtype=np.float64).reshape(3, 3))
+    corpus = {"k.npy": buf.getvalue(), "k.txt": b"1 2 1\n2 4 2\n1 2 1\n", "k.csv": b"0,-1,0\n-1,5,-1\n0,-1,0\n"}
+    rng = np.random.default_rng(SEED + 7)
+    loaded = 0
+    for i in range(CASES):
+        base = sorted(corpus)[i % len(corpus)]
+        data = mutate(corpus[base], base, rng)
+        path = tmp_path / f"{i}_{base}"
+        path.write_bytes(data)
+        try:
+            matrix = load_kernel_file(str(path))
+        except UsageError as exc:
+            assert str(exc).startswith(f"@{path}") and "\n" not in str(exc), exc
+            continue
+        loaded += 1
+        assert matrix.ndim == 2 and matrix.dtype == np.float64 and np.isfinite(matrix).all()
+    assert loaded > 0
+
+
+@pytest.mark.parametrize("case", range(12))
+def test_random_output_targets_never_touch_an_input(cli, tmp_path, case):
+    from PIL import Image
+
+    for name in ("a.png", "b.png"):
+        Image.fromarray(photo(20, 24, seed=ord(name[0]))).save(tmp_path / name)
+    before = {name: (tmp_path / name).read_bytes() for name in ("a.png", "b.png")}
+    rng = np.random.default_rng(SEED + 100 + case)
+    targets = ["a.png", "b.png", "o.png", "-", "m.png", "out/", "r.json"]
+    inputs = [str(x) for x in rng.choice(["a.png", "b.png"], int(rng.integers(1, 3)), replace=False)]
+    args = ["run", "conv sobel-x,sobel-y | max 2", *inputs]
+    for flag in ("-o", "--montage", "--report"):
+        if rng.random() < 0.7:
+            args += [flag, str(rng.choice(targets))]
+    if rng.random() < 0.5:
+        args.append("--save-stages")
+    r = cli(*args, "--tag", "t", "-q", timeout=120)
+    assert "Traceback" not in r.stderr and r.code in (0, 1, 2), (args, r)
+    for name in inputs:  # an input of the run is never overwritten (other files may be, as outputs)
+        assert (tmp_path / name).read_bytes() == before[name], (args, name)
+    if r.code == 2:  # refused: nothing written
+        assert not [p for p in tmp_path.iterdir() if p.name not in ("a.png", "b.png")], (args, r)
