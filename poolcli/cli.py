@@ -201,6 +201,17 @@ def _stdin_is_terminal() -> bool:
         return True
 
 
+def _check_options_fit(job) -> None:
+    """A usage error when the options alone need more memory than this process may use, for
+    any image at all (a bank of millions of kernels): one pixel, one channel (contract §3)."""
+    from . import memory
+
+    need, have = memory.estimate(job, 1, 1, 1), memory.budget()
+    if have is not None and need > have[0]:
+        raise _fail(f"these options need about {memory.human(need)} of memory even for a 1-pixel image, more than "
+                    f"the {memory.human(have[0])} that {have[1]} leaves")  # fmt: skip
+
+
 def _choose_executor(executor: str | None, scheduler: str | None) -> str:
     """``--executor``, where naming a scheduler asks for Dask (contract §8)."""
     if executor is None:
@@ -256,6 +267,7 @@ def _execute(command: str, job, settings: dict, inputs, opts: RunOptions) -> Non
         planned = batch.plan_run(inputs, output=output, fmt=fmt, tag=tag, recursive=recursive, montage=montage,
                                  job=job, report=report, shard=shard)  # fmt: skip
         found, tasks = planned.found, planned.tasks
+        _check_options_fit(job)
         if not found.items:
             for note in found.notes:
                 sys.stderr.write(f"poolcli: {note}\n")
