@@ -388,7 +388,7 @@ def process_file(
     formats allow (contract §10).  ``page``: the frame of a multi-frame file to read (0-based);
     ``layout``: how a ``.npy`` input's axes are laid out (``hwc``, ``chw``, None: guarded).
     """
-    from .api import engine, engine_loaded, take_compile_ms
+    from .api import take_compile_ms
 
     name = "<stdin>" if task.source == "-" else task.source
     res = FileResult(input=name, output=None if task.dest == "-" else task.dest)
@@ -414,29 +414,10 @@ def process_file(
         if task.source != "-":
             check_fits(task, job, name)
         t0 = time.perf_counter()
-        data = None
-        if page:
-            inflated = None  # the prefetcher reads frame 0
-        if inflated is None and task.source != "-" and not engine_loaded() and not page:
-            # the first file of this process: read and inflate it on a thread (the GIL is
-            # released) while Numba loads; that is compile time, not load time.  Not standard
-            # input: a Ctrl-C that Numba's start-up swallows would leave us waiting for it.
-            data, inflated = _read_ahead(task.source, name, max_pixels, _load_decoder)
-        else:
-            engine()
-        if inflated is not None:
-            header, raw, extras = inflated
-            if extras is None:  # the prefetcher inflated it; its metadata chunks are read here
-                extras = images.png_extras(images.read_bytes(task.source, max_pixels), name)
-            pic = images.png_picture(header, raw, extras, name, gray=job.gray)
-            del raw
-        else:
-            data = data if data is not None else images.read_bytes(task.source, max_pixels)
-            pic = images.decode(data, name, gray=job.gray, max_pixels=max_pixels, page=page, layout=layout)
-        del data, inflated
+        pic = _read_picture(task, job, name, max_pixels, None if page else inflated, page, layout)
         note = images.frame_note(pic.frames, pic.page)
         if note:
-            res.notes.append(note)  # peak memory: hold as few full-size buffers as possible at once
+            res.notes.append(note)
         t1 = time.perf_counter()
         res.height, res.width, res.channels = pic.pixels.shape
         res.dtype = str(pic.pixels.dtype)
@@ -459,14 +440,7 @@ def process_file(
             _write_result(job, result, suffixed(task.dest, suffix), res, **written)
             saving[0] += time.perf_counter() - s1
 
-        if montage:
-            out = job.apply(pic, panels=panels, **({"save": save_stage} if job.command == "run" else {}))
-        elif task.fmt != "npy" and getattr(job, "command", "") == "pool":
-            out = job.apply(pic, pixels=True)  # 8-bit average pooling gives the pixels at once
-        elif job.command == "run":
-            out = job.apply(pic, save=save_stage)
-        else:
-            out = job.apply(pic)
+        out = _apply(job, pic, panels, save_stage, pixels=task.fmt != "npy")
         t2 = time.perf_counter()
         res.compile_ms = take_compile_ms()
         res.compute_ms = (t2 - t1 - saving[0]) * 1e3 - res.compile_ms
@@ -786,6 +760,37 @@ def _read_ahead(source: str, name: str, max_pixels: int | None, meanwhile: Calla
     if len(got) == 1:
         raise got[0]
     return got[0], got[1]
+
+
+def _read_picture(task: Task, job, name: str, max_pixels: int | None, inflated, page: int, layout: str | None):
+    """The input decoded whole: from what the prefetcher inflated, else read (the first file of
+    a process on a thread while Numba loads: that is compile time, not load time; never standard
+    input, where a Ctrl-C that Numba's start-up swallows would leave us waiting)."""
+    from .api import engine, engine_loaded
+
+    data = None
+    if inflated is None and task.source != "-" and not engine_loaded() and not page:
+        data, inflated = _read_ahead(task.source, name, max_pixels, _load_decoder)
+    else:
+        engine()
+    if inflated is not None:
+        header, raw, extras = inflated
+        if extras is None:  # the prefetcher inflated it; its metadata chunks are read here
+            extras = images.png_extras(images.read_bytes(task.source, max_pixels), name)
+        return images.png_picture(header, raw, extras, name, gray=job.gray)
+    data = data if data is not None else images.read_bytes(task.source, max_pixels)
+    return images.decode(data, name, gray=job.gray, max_pixels=max_pixels, page=page, layout=layout)
+
+
+def _apply(job, pic, panels, save, *, pixels: bool):
+    """``job`` on the picture: the montage's panels and the saved stages as they come; 8-bit
+    average pooling straight to pixels where the result is written as pixels."""
+    extra = {"save": save} if job.command == "run" else {}
+    if panels is not None:
+        return job.apply(pic, panels=panels, **extra)
+    if pixels and job.command == "pool":
+        return job.apply(pic, pixels=True)
+    return job.apply(pic, **extra)
 
 
 def _write_result(job, result, dest: str, res: FileResult, *, dtype, fmt: str, layout, alpha: bool, meta,
