@@ -412,7 +412,7 @@ def process_file(
                 src.close()
             return res
         if task.source != "-":
-            check_fits(task, job, name)
+            check_fits(task, job, name, max_pixels)
         t0 = time.perf_counter()
         pic = _read_picture(task, job, name, max_pixels, None if page else inflated, page, layout)
         note = images.frame_note(pic.frames, pic.page)
@@ -523,17 +523,24 @@ def stream_pixels(task: Task, job, stream: bool | None, max_pixels: int | None, 
     return pixels
 
 
-def check_fits(task: Task, job, name: str) -> None:
+def check_fits(task: Task, job, name: str, max_pixels: int | None) -> None:
     """ImageError, before decoding, when the input's header says the job would need more memory
-    than this process may use (contract §3), naming both; nothing when the header says nothing."""
+    than this process may use (contract §3), naming both; nothing when the header says nothing,
+    and nothing for what decoding refuses anyway (over the pixel limit, a header that claims more
+    than the file holds, not a regular file): its own message says more."""
     from . import memory, streams
 
     try:
+        st = os.stat(task.source)
+        if not stat.S_ISREG(st.st_mode):
+            return
         size = streams.image_size(task.source)
         colour = images.probe_colour(task.source)
     except Exception:  # noqa: BLE001 - a header this cannot read: decoding names the problem
         return
-    if not size or not colour or min(size) <= 0:
+    if not size or not colour or min(size) <= 0 or (max_pixels and size[0] * size[1] > max_pixels):
+        return
+    if size[0] * size[1] * colour > st.st_size * 1024:  # claims far more than any codec packs: decoding says so
         return
     need, have = memory.estimate(job, size[0], size[1], colour), memory.budget()
     if have is not None and need > have[0]:

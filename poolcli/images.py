@@ -273,8 +273,11 @@ def decode(
 
 def probe_colour(path: str) -> int | None:
     """How many colour channels (alpha left out) :func:`decode` would give ``path``, from its
-    header alone; None where that cannot be told cheaply (then the caller assumes nothing)."""
+    header alone; None where that cannot be told cheaply (then the caller assumes nothing).
+    Only a regular file is opened: a FIFO would block."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
         with open(path, "rb") as fh:
             head = fh.read(1 << 16)
     except OSError:
