@@ -792,10 +792,11 @@ def _read_picture(task: Task, job, name: str, max_pixels: int | None, inflated, 
 def _apply(job, pic, panels, save, *, pixels: bool):
     """``job`` on the picture: the montage's panels and the saved stages as they come; 8-bit
     average pooling straight to pixels where the result is written as pixels."""
-    extra = {"save": save} if job.command == "run" else {}
+    command = getattr(job, "command", "")  # jobs of tests and plug-ins may name none
+    extra = {"save": save} if command == "run" else {}
     if panels is not None:
         return job.apply(pic, panels=panels, **extra)
-    if pixels and job.command == "pool":
+    if pixels and command == "pool":
         return job.apply(pic, pixels=True)
     return job.apply(pic, **extra)
 

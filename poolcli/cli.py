@@ -26,7 +26,7 @@ EXIT_FAILED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 1, 2, 70, 130
 _LOG_WIDTH = 1000  # columns of the summary when stderr is not a terminal: no wrapped lines
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion; values complete too (see _complete)
     # bare `poolcli` prints its help in main_options: Click 8.5's NoArgsIsHelpError renders the
     # help when it is raised and Typer renders it again, so the flag would print it twice
     no_args_is_help=False,
@@ -48,8 +48,39 @@ def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"poolcli {__version__}")
+        typer.echo(version_text())
         raise typer.Exit()
+
+
+def version_text() -> str:
+    """poolcli's version, its engine's (NumPy, Numba, llvmlite) and the compiled-code cache
+    folder, as ``vips --version`` and ``ffmpeg -version`` name theirs; read from the installed
+    packages' metadata, so Numba itself is not imported."""
+    from importlib import metadata
+
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    lines = [f"poolcli {__version__}"]
+    lines += [f"{name} {version(name)}" for name in ("numpy", "numba", "llvmlite")]
+    lines.append(f"cache {cache_folder()}")
+    return "\n".join(lines)
+
+
+def cache_folder() -> str:
+    """Where Numba keeps poolcli's compiled loops: NUMBA_CACHE_DIR, else beside the installed
+    package (``__pycache__`` of poolcli/engine), else Numba's per-user fallback when that folder
+    is read-only."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return os.environ["NUMBA_CACHE_DIR"]
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "engine", "__pycache__")
+    parent = os.path.dirname(here)
+    if os.access(here if os.path.isdir(here) else parent, os.W_OK):
+        return here
+    return os.path.join(os.path.expanduser("~"), ".cache", "numba") + " (per-user: the package folder is read-only)"
 
 
 @app.callback()
@@ -67,19 +98,47 @@ def main_options(
 
 # --------------------------------------------------------------------------- shared options
 
+
+def _starting(names, incomplete: str) -> list[str]:
+    return [n for n in names if n.startswith(incomplete.lower())]
+
+
+def _complete_kernel(incomplete: str) -> list[str]:
+    from .kernels import KERNELS  # only when the shell asks
+
+    return _starting(sorted(KERNELS), incomplete)
+
+
+def _complete_mode(incomplete: str) -> list[str]:
+    return _starting(list(ops.POOL_MODES) + ["l2"], incomplete)
+
+
+def _complete_boundary(incomplete: str) -> list[str]:
+    return _starting(list(ops.BOUNDARIES) + sorted(ops.BOUNDARY_ALIASES), incomplete)
+
+
+def _complete_format(incomplete: str) -> list[str]:
+    return _starting(["png", "jpg", "webp", "tiff", "bmp", "npy"], incomplete)
+
+
 INPUTS = typer.Argument(None, metavar="[INPUT]...", help="Image files, folders, quoted globs, or - for stdin.")
 OUTPUT = typer.Option(None, "--output", "-o", help="Output file, folder (DIR/ or existing), or - for stdout.")
-FORMAT = typer.Option(None, "--format", "-f", help="png, jpg, webp, tiff, bmp or npy (raw float32).")
+FORMAT = typer.Option(
+    None, "--format", "-f", autocompletion=_complete_format, help="png, jpg, webp, tiff, bmp or npy (raw float32)."
+)
 JSON = typer.Option(False, "--json", help="Print the timing summary as JSON on stdout.")
 REPORT = typer.Option(None, "--report", help="Write the timing summary as JSON to this file.")
 QUIET = typer.Option(False, "--quiet", "-q", help="No summary or progress on stderr (errors still show).")
-THREADS = typer.Option(None, "--threads", min=1, help="Compute threads (default: all cores).")
-JOBS = typer.Option(None, "--jobs", "-j", min=1, help="Worker processes for many inputs (default: all cores).")
+THREADS = typer.Option(None, "--threads", min=1, envvar="POOLCLI_THREADS", help="Compute threads (default: all cores).")
+JOBS = typer.Option(
+    None, "--jobs", "-j", min=1, envvar="POOLCLI_JOBS", help="Worker processes for many inputs (default: all cores)."
+)
 RECURSIVE = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders of folder inputs.")
 SKIP = typer.Option(False, "--skip-existing", help="Skip inputs whose output already exists (resume a batch).")
 MAX_PIXELS = typer.Option(
-    89_478_485, "--max-pixels", min=0, help="Refuse larger images (decompression bombs); 0 lifts the limit."
-)
+    89_478_485, "--max-pixels", min=0, envvar="POOLCLI_MAX_PIXELS",
+    help="Refuse larger images (decompression bombs); 0 lifts the limit.",
+)  # fmt: skip
 GRAY = typer.Option(False, "--gray", help="Convert to one luma channel first (alpha is kept).")
 LEVEL = typer.Option(
     None, "--compress-level", min=0, max=9, help="PNG zlib level 0-9 (default 1: fast, and smaller than Pillow's 6)."
@@ -328,7 +387,9 @@ def _execute(command: str, job, settings: dict, inputs, opts: RunOptions) -> Non
     for folder in batch.output_folders(tasks):
         images.remove_stale_temps(folder)  # of workers killed during this run (a Dask worker, say)
 
-    doc = summary.as_json(command, settings, results, wall_ms)
+    resolved = {**job.settings(), "jobs": n_jobs, "threads": api.threads(),
+                "max_pixels": max_pixels, "stream": opts.stream, "page": opts.page}  # fmt: skip
+    doc = summary.as_json(command, resolved, results, wall_ms)
     if report:
         try:
             images.write_output((doc + "\n").encode(), report)
@@ -336,7 +397,8 @@ def _execute(command: str, job, settings: dict, inputs, opts: RunOptions) -> Non
             sys.stderr.write(f"poolcli: error: --report {exc}\n")
     if json_out:
         sys.stdout.write(doc + "\n")
-    if not quiet:
+    lone_failure = len(results) == 1 and results[0].error is not None  # its one error line says it all (§3)
+    if not quiet and not lone_failure:
         summary.render(console, command, settings, results, wall_ms)
     if interrupted or _INTERRUPTS.seen:
         sys.stderr.write("poolcli: interrupted\n")
@@ -423,11 +485,13 @@ def _progress_reporter(console, total: int, bar: bool, quiet: bool):
 def convolve(
     inputs: list[str] | None = INPUTS,
     kernel: str = typer.Option(
-        ..., "--kernel", "-k", help='A name (see `poolcli kernels`), a matrix "0,-1,0;-1,5,-1;0,-1,0", or @FILE.'
+        ..., "--kernel", "-k", autocompletion=_complete_kernel,
+        help='A name (see `poolcli kernels`), a matrix "0,-1,0;-1,5,-1;0,-1,0", or @FILE.'
     ),
     size: int | None = typer.Option(None, "--size", help=ops.param_help("conv", "size")),
     sigma: float | None = typer.Option(None, "--sigma", help=ops.param_help("conv", "sigma")),
-    boundary: str = typer.Option("reflect", "--boundary", "-b", help=ops.boundary_help()),
+    boundary: str = typer.Option("reflect", "--boundary", "-b", autocompletion=_complete_boundary,
+                                  help=ops.boundary_help()),
     cval: float = typer.Option(0.0, "--cval", help=ops.param_help("conv", "cval")),
     stride: int = typer.Option(1, "--stride", help=ops.param_help("conv", "stride")),
     dilation: int = typer.Option(1, "--dilation", help=ops.param_help("conv", "dilation")),
@@ -475,7 +539,8 @@ def convolve(
 @common_options
 def pool(
     inputs: list[str] | None = INPUTS,
-    mode: str = typer.Option("max", "--mode", "-m", help=f"{ops.help_list('pool')} (l2 = lp with --p 2)."),
+    mode: str = typer.Option("max", "--mode", "-m", autocompletion=_complete_mode,
+                             help=f"{ops.help_list('pool')} (l2 = lp with --p 2)."),
     size: str | None = typer.Option(None, "--size", "-s", help="Window K or KHxKW."),
     stride: str | None = typer.Option(None, "--stride", help=ops.param_help("max", "stride")),
     padding: str = typer.Option("0", "--padding", help=ops.param_help("max", "padding")),
@@ -575,15 +640,18 @@ def run_pipeline(
 @app.command(no_args_is_help=False)
 def explain(
     image: str | None = typer.Argument(None, metavar="[IMAGE]", help="The image (or - for stdin); not with --demo."),
-    kernel: str | None = typer.Option(None, "--kernel", "-k", help="Explain a convolution with this kernel."),
-    mode: str | None = typer.Option(None, "--mode", "-m", help=f"Explain pooling: {ops.help_list('pool')}."),
+    kernel: str | None = typer.Option(None, "--kernel", "-k", autocompletion=_complete_kernel,
+                                      help="Explain a convolution with this kernel."),
+    mode: str | None = typer.Option(None, "--mode", "-m", autocompletion=_complete_mode,
+                                    help=f"Explain pooling: {ops.help_list('pool')}."),
     size: str | None = typer.Option(
         None, "--size", "-s", help="Pooling window K or KHxKW; kernel size of box/gaussian."
     ),
     at: str | None = typer.Option(None, "--at", help="The output position X,Y (column, row) to explain."),
     channel: int | None = typer.Option(None, "--channel", "-c", help="Which channel (default 0)."),
     sigma: float | None = typer.Option(None, "--sigma", help="Standard deviation of gaussian."),
-    boundary: str = typer.Option("reflect", "--boundary", "-b", help=ops.boundary_help()),
+    boundary: str = typer.Option("reflect", "--boundary", "-b", autocompletion=_complete_boundary,
+                                  help=ops.boundary_help()),
     cval: float = typer.Option(0.0, "--cval", help="Value outside the image for --boundary constant."),
     stride: str | None = typer.Option(None, "--stride", help="Stride (convolution: N; pooling: N or SHxSW)."),
     dilation: str = typer.Option("1", "--dilation", help="Spacing of the taps."),

@@ -79,6 +79,13 @@ class ConvolveJob:
         tag = tags.convolve_tag(self.name, self.spec, self.params, self.flip)
         return tags.bounded(tags.with_options(tag, gray=self.gray, scale=self.scale, auto=self.auto_scale()))
 
+    def settings(self) -> dict:
+        """Every setting resolved, for the JSON report (numbers as numbers)."""
+        s = self.spec
+        return {"kernel": self.name, **dict(self.params), "kernel_shape": list(s.kernel.shape[-2:]),
+                "boundary": s.boundary, "cval": s.cval, "stride": s.stride, "dilation": s.dilation, "flip": self.flip,
+                "gray": self.gray, "scale": self.scale_rule()}  # fmt: skip
+
     def auto_scale(self) -> str:
         """``auto``: normalize when the kernel's weights sum to 0 (edge detectors), else clip."""
         return "normalize" if kernel_sums_to_zero(self.spec.kernel) else "clip"
@@ -144,6 +151,23 @@ class PoolJob:
         ``avg_64x48`` (--to WxH), then every other option that changes the result."""
         return tags.bounded(tags.with_options(tags.pool_tag(self.spec, self.is_global), gray=self.gray))
 
+    def settings(self) -> dict:
+        """Every setting resolved, for the JSON report: pairs as [h, w], numbers as numbers."""
+        s = self.spec
+        pair = lambda v: list(v) if v is not None else None  # noqa: E731
+        out = {"mode": s.mode, "global": self.is_global, "output_size": pair(s.output_size)}
+        if s.output_size is None:
+            out.update(size=pair(s.size), stride=pair(s.stride), padding=pair(s.padding), dilation=pair(s.dilation),
+                       ceil_mode=s.ceil_mode)  # fmt: skip
+        if s.mode == "avg":
+            out.update(count_include_pad=s.count_include_pad, divisor=s.divisor)
+        if s.mode == "lp":
+            out["p"] = s.p
+        if s.mode == "stochastic":
+            out["seed"] = s.seed
+        out["gray"] = self.gray
+        return out
+
     def apply(self, pic: Picture, panels: list | None = None, *, pixels: bool = False) -> Result:
         """The result; ``panels`` (for a montage) gets the pooled map, titled.  ``pixels``: the
         result will be written as pixels, so 8-bit average pooling may give them directly."""
@@ -196,6 +220,12 @@ class RunJob:
         if tag is None:
             tag = tags.bounded(tags.with_options(pipe.tag, gray=bool(gray), scale=scale, auto=pipe.auto_scale()))
         return cls(pipe, tag, bool(gray), scale, bool(save_stages), given)
+
+    def settings(self) -> dict:
+        """Every setting resolved, for the JSON report: each stage as ``describe()`` gives it."""
+        return {"pipeline": " | ".join(st.text.strip() for st in self.pipeline.stages),
+                "stages": [st.describe() for st in self.pipeline.stages], "gray": self.gray,
+                "scale": self.scale_rule(), "tag": self.tag, "save_stages": self.save_stages}  # fmt: skip
 
     def scale_rule(self, upto: int | None = None) -> str:
         if self.scale != "auto":

@@ -55,7 +55,10 @@ def as_json(command: str, settings: dict, results: Sequence[FileResult], wall_ms
             row["notes"] = r.notes
         row["streamed"] = bool(r.band)
         files.append(row)
-    return json.dumps({"command": command, "settings": settings, "files": files, "totals": totals(results, wall_ms)})
+    from . import __version__
+
+    return json.dumps({"version": __version__, "command": command, "settings": settings, "files": files,
+                       "totals": totals(results, wall_ms)})  # fmt: skip
 
 
 def _rate(mp: float, ms: float) -> str:
