@@ -1,0 +1,79 @@
+"""Shell manners delivered so far (contract §3): completion, environment defaults, the report's
+version and resolved settings, --version, a lone failure without a summary table."""
+
+import os
+
+import numpy as np
+from PIL import Image
+
+from test_cli import one_line_error
+
+
+def _photo(path):
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 40, 3)).astype(np.uint8)).save(path)
+
+
+def _complete(cli, words: str, cword: int):
+    r = cli(env={"COMP_WORDS": words, "COMP_CWORD": str(cword), "_POOLCLI_COMPLETE": "complete_bash"})
+    return r.stdout.decode().split()
+
+
+def test_completion_completes_commands_options_and_values(cli):
+    assert "convolve" in _complete(cli, "poolcli conv", 1)
+    assert "--mode" in _complete(cli, "poolcli pool --mo", 2)
+    assert _complete(cli, "poolcli convolve x -k sobel-", 4) == ["sobel-x", "sobel-y"]
+    assert "avg" in _complete(cli, "poolcli pool x -m a", 4)
+    assert "reflect" in _complete(cli, "poolcli convolve x -b ref", 4)
+    assert _complete(cli, "poolcli pool x -f np", 4) == ["npy"]
+
+
+def test_show_completion_prints_a_script(cli):
+    r = cli("--show-completion", "bash")
+    assert r.code == 0 and b"_POOLCLI_COMPLETE" in r.stdout
+
+
+def test_environment_defaults_and_the_command_line_wins(cli, tmp_path):
+    _photo(tmp_path / "in.png")
+    r = cli("pool", "in.png", "-m", "max", "-s", "2", "-o", "o.png", env={"POOLCLI_MAX_PIXELS": "10"})
+    assert r.code == 1 and "over the limit of 10" in r.stderr
+    r = cli("pool", "in.png", "-m", "max", "-s", "2", "-o", "o.png", "--max-pixels", "0", "-q",
+            env={"POOLCLI_MAX_PIXELS": "10"})  # fmt: skip
+    assert r.code == 0, r
+    r = cli("pool", "in.png", "-m", "max", "-s", "2", "-o", "o.png", "--json", "-q",
+            env={"POOLCLI_JOBS": "1", "POOLCLI_THREADS": "1"})  # fmt: skip
+    assert r.json["settings"]["jobs"] == 1 and r.json["settings"]["threads"] == 1
+    for var in ("POOLCLI_JOBS", "POOLCLI_THREADS", "POOLCLI_MAX_PIXELS"):
+        r = cli("pool", "in.png", "-m", "max", "-s", "2", "-o", "o.png", env={var: "abc"})
+        assert r.code == 2
+        one_line_error(r, var)
+
+
+def test_the_report_has_the_version_and_resolved_settings(cli, tmp_path):
+    import poolcli
+
+    _photo(tmp_path / "in.png")
+    r = cli("pool", "in.png", "-m", "avg", "-s", "3x2", "--stride", "2", "-o", "o.png", "--json", "-q")
+    doc = r.json
+    assert doc["version"] == poolcli.__version__
+    st = doc["settings"]
+    assert st["size"] == [3, 2] and st["stride"] == [2, 2] and st["padding"] == [0, 0]
+    assert st["count_include_pad"] is True and isinstance(st["jobs"], int) and isinstance(st["threads"], int)
+    r = cli("convolve", "in.png", "-k", "gaussian", "--sigma", "2", "-o", "o.png", "--json", "-q")
+    st = r.json["settings"]
+    assert st["sigma"] == 2.0 and st["stride"] == 1 and st["kernel_shape"] == [17, 17]
+
+
+def test_version_names_the_engine_and_the_cache(cli):
+    r = cli("--version", env={"NUMBA_CACHE_DIR": "/tmp/some-cache"})
+    text = r.stdout.decode()
+    assert r.code == 0
+    for name in ("poolcli", "numpy", "numba", "llvmlite"):
+        assert any(line.startswith(name + " ") for line in text.splitlines()), text
+    assert "cache /tmp/some-cache" in text
+
+
+def test_a_lone_failure_prints_one_line_and_no_table(cli, tmp_path):
+    r = cli("pool", "missing.png", "-m", "max", "-s", "2", "-o", "o.png")
+    assert r.code == 1
+    assert r.stderr.strip().splitlines() == ["poolcli: error: missing.png: no such file"]
+    assert not os.path.exists(tmp_path / "o.png")
