@@ -70,13 +70,22 @@ def is_glob(arg: str) -> bool:
     return any(ch in arg for ch in "*?[")
 
 
-def expand_inputs(args: Iterable[str], *, recursive: bool = False, exclude: str | None = None) -> Expanded:
+def expand_inputs(args: Iterable[str], *, recursive: bool = False, exclude: str | None = None,
+                  listed: Iterable[str] = ()) -> Expanded:  # fmt: skip
     """Files named by INPUT arguments: files, folders (``recursive`` descends), quoted globs, '-'.
 
     Files in a folder that are not images by their extension are passed over with a note; the
-    folder ``exclude`` (the output folder) is never read back as input.
+    folder ``exclude`` (the output folder) is never read back as input.  ``listed`` paths (from
+    ``--files-from``) are taken as they are: files, or folders, never globs.
     """
     found = Expanded()
+    skip = os.path.realpath(exclude) if exclude else None
+    for path in listed:
+        if os.path.isdir(path):
+            found.from_folder = True
+            _walk(path, recursive, skip, found)
+        else:
+            found.items.append((path, os.path.basename(path)))
     skip_root = os.path.realpath(exclude) if exclude else None
     for arg in args:
         if arg == "-":
@@ -241,7 +250,7 @@ def output_kind(output: str | None, fmt: str | None) -> str | None:
 
 def plan_run(inputs: list[str], *, output: str | None, fmt: str | None, tag: str, recursive: bool = False,
              montage: str | None = None, shard: str | None = None, job=None,
-             report: str | None = None) -> Planned:  # fmt: skip
+             report: str | None = None, listed=(), create: bool = True) -> Planned:  # fmt: skip
     """Expand the inputs, name every output and check the whole run before anything is
     written (UsageError): ``-o`` usable, no two inputs on one output, no output on an input.
     ``-o DIR`` (and the sub-folders ``-r`` keeps) are created only once every check passed."""
@@ -255,7 +264,8 @@ def plan_run(inputs: list[str], *, output: str | None, fmt: str | None, tag: str
             if arg != "-" and os.path.isdir(arg) and os.path.realpath(arg) == os.path.realpath(output):
                 raise UsageError(f"-o {output} is the input folder {arg}: the results would land among the "
                                  "inputs; give another folder (e.g. -o out/)")  # fmt: skip
-    found = expand_inputs(inputs, recursive=recursive, exclude=output if kind in ("dir", "file") else None)
+    found = expand_inputs(inputs, recursive=recursive, exclude=output if kind in ("dir", "file") else None,
+                          listed=listed)
     many = len(found.items) > 1 or found.from_folder
     if many and output is None:
         raise UsageError("several inputs need -o DIR for their results (e.g. `-o out/`)")
@@ -280,7 +290,7 @@ def plan_run(inputs: list[str], *, output: str | None, fmt: str | None, tag: str
     check_plan(tasks, job, ((montage, "--montage"), (report, "--report")))
     if shard_k_n is not None:  # after planning the whole run: every shard names files alike
         tasks = shard_tasks(tasks, *shard_k_n)
-    if to_dir:  # every check passed: now the folder, and the sub-folders -r keeps under it
+    if to_dir and create:  # every check passed: now the folder, and the sub-folders -r keeps under it
         for folder in [output] + sorted({os.path.dirname(t.dest) for t in tasks}):
             try:
                 os.makedirs(folder, exist_ok=True)

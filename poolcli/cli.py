@@ -162,6 +162,11 @@ LAYOUT = typer.Option(
     None, "--layout", click_type=click.Choice(["hwc", "chw"], case_sensitive=False),
     help=".npy inputs' axes: hwc (H×W×C) or chw (C×H×W, as PyTorch); without it a C×H×W-looking array is refused.",
 )  # fmt: skip
+FILES_FROM = typer.Option(
+    None, "--files-from", help="Read input paths from FILE, one a line (- for standard input), as tar -T."
+)
+NULL = typer.Option(False, "--null", "-0", help="With --files-from: paths separated by NUL (find -print0).")
+DRY_RUN = typer.Option(False, "--dry-run", help="Print what each input would write, check everything, write nothing.")
 PAGE = typer.Option(
     0, "--page", min=0, max=2**31 - 1,
     help="Frame or page of a multi-frame input to read, 0-based (animated GIF, APNG, WebP, multi-page TIFF).",
@@ -192,6 +197,9 @@ class RunOptions:
     stream: bool | None = None
     page: int = 0
     layout: str | None = None
+    files_from: str | None = None
+    null: bool = False
+    dry_run: bool = False
     debug: bool = False
 
 
@@ -202,7 +210,8 @@ _COMMON = {  # name: (type, Typer option), in the order --help lists them
     "max_pixels": (int, MAX_PIXELS), "compress_level": (int | None, LEVEL), "strip": (bool, STRIP),
     "quality": (int | None, QUALITY), "montage": (str | None, MONTAGE), "executor": (str | None, EXECUTOR),
     "scheduler": (str | None, SCHEDULER), "shard": (str | None, SHARD), "stream": (bool | None, STREAM),
-    "page": (int, PAGE), "layout": (str | None, LAYOUT), "debug": (bool, DEBUG),
+    "page": (int, PAGE), "layout": (str | None, LAYOUT), "files_from": (str | None, FILES_FROM),
+    "null": (bool, NULL), "dry_run": (bool, DRY_RUN), "debug": (bool, DEBUG),
 }  # fmt: skip
 
 
@@ -271,6 +280,68 @@ def _check_options_fit(job) -> None:
                     f"the {memory.human(have[0])} that {have[1]} leaves")  # fmt: skip
 
 
+def _listed_inputs(inputs: list[str], opts: RunOptions) -> list[str] | None:
+    """The paths ``--files-from`` names (None without it): one a line, relative to the current
+    folder as ``tar -T`` takes them, blank lines skipped and ``\\r`` stripped; NUL-separated with
+    ``-0``.  They are taken as they are, never as globs."""
+    if opts.null and opts.files_from is None:
+        raise _fail("-0/--null goes with --files-from (the list's paths are NUL-separated)")
+    if opts.files_from is None:
+        return None
+    if opts.files_from == "-" and "-" in inputs:
+        raise _fail("--files-from - reads the list from standard input, so an INPUT - cannot read an image there")
+    try:
+        if opts.files_from == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(opts.files_from, "rb") as fh:
+                data = fh.read(64 << 20)
+    except OSError as exc:
+        raise _fail(f"--files-from {opts.files_from}: cannot read it ({exc.strerror or exc})") from None
+    text = data.decode("utf-8", "surrogateescape")
+    entries = text.split("\0") if opts.null else text.splitlines()
+    return [e.rstrip("\r") if not opts.null else e for e in entries if e.strip("\r\n")]
+
+
+def _dry_run(job, tasks, json_out: bool) -> int:
+    """Print what each task would write (``input → output``, or the JSON plan) and return the
+    exit code: 1 when an input fails a check that needs no decoding (missing, not a file)."""
+    import json
+    import stat
+
+    from . import batch, images
+
+    arrow = "→"
+    try:
+        arrow.encode(sys.stdout.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        arrow = "->"
+    rows, failed = [], False
+    for t in tasks:
+        if t.source != "-":
+            try:
+                mode = os.stat(t.source).st_mode
+                problem = None if stat.S_ISREG(mode) else "not a regular file"
+            except FileNotFoundError:
+                problem = "no such file"
+            except OSError as exc:
+                problem = exc.strerror or str(exc)
+            if problem:
+                sys.stderr.write(f"poolcli: error: {t.source}: {problem}\n")
+                failed = True
+                continue
+        colour = images.probe_colour(t.source) if t.source != "-" else None
+        outputs = batch.task_files(job, t, colour, partial=True) or [t.dest]
+        rows.append({"input": t.source, "output": t.dest, "outputs": outputs})
+    if json_out:
+        sys.stdout.write(json.dumps({"files": rows}) + "\n")
+    else:
+        for row in rows:
+            more = f" (+{len(row['outputs']) - 1} more files)" if len(row["outputs"]) > 1 else ""
+            sys.stdout.write(f"{row['input']} {arrow} {row['output']}{more}\n")
+    return EXIT_FAILED if failed else 0
+
+
 def _choose_executor(executor: str | None, scheduler: str | None) -> str:
     """``--executor``, where naming a scheduler asks for Dask (contract §8)."""
     if executor is None:
@@ -308,7 +379,8 @@ def _execute(command: str, job, settings: dict, inputs, opts: RunOptions) -> Non
     sample()  # the first window of the busy-core estimate starts now
     try:
         inputs = list(inputs or [])
-        if not inputs:
+        listed = _listed_inputs(inputs, opts)
+        if not inputs and listed is None:
             if _stdin_is_terminal():
                 raise _fail(
                     f"no input: give image files or folders, or pipe an image in: "
@@ -324,7 +396,8 @@ def _execute(command: str, job, settings: dict, inputs, opts: RunOptions) -> Non
             scheduler = dask_executor.scheduler_from_env(scheduler)
         tag = job.tag if not opts.page or getattr(job, "tag_given", False) else f"{job.tag}_page{opts.page}"
         planned = batch.plan_run(inputs, output=output, fmt=fmt, tag=tag, recursive=recursive, montage=montage,
-                                 job=job, report=report, shard=shard)  # fmt: skip
+                                 job=job, report=report, shard=shard, listed=listed or (),
+                                 create=not opts.dry_run)  # fmt: skip
         found, tasks = planned.found, planned.tasks
         _check_options_fit(job)
         if not found.items:
@@ -346,6 +419,8 @@ def _execute(command: str, job, settings: dict, inputs, opts: RunOptions) -> Non
     if not quiet:
         for note in found.notes:
             sys.stderr.write(f"poolcli: {note}\n")
+    if opts.dry_run:
+        raise typer.Exit(_dry_run(job, tasks, json_out))
     for folder in batch.output_folders(tasks):
         for stale in images.remove_stale_temps(folder):
             if not quiet:

@@ -77,3 +77,56 @@ def test_a_lone_failure_prints_one_line_and_no_table(cli, tmp_path):
     assert r.code == 1
     assert r.stderr.strip().splitlines() == ["poolcli: error: missing.png: no such file"]
     assert not os.path.exists(tmp_path / "o.png")
+
+
+def test_files_from_a_list_and_a_nul_list(cli, tmp_path):
+    for name in ("a.png", "b c.png", "g*.png"):
+        _photo(tmp_path / name)
+    (tmp_path / "list.txt").write_text("a.png\r\n\nb c.png\ng*.png\nmissing.png\n")
+    r = cli("pool", "--files-from", "list.txt", "-m", "max", "-s", "2", "-o", "out/", "--json", "-q")
+    assert r.code == 1  # the missing entry fails alone
+    rows = {f["input"]: f["error"] for f in r.json["files"]}
+    assert rows["a.png"] is None and rows["b c.png"] is None and rows["g*.png"] is None  # never a glob
+    assert "no such file" in rows["missing.png"]
+    r = cli("pool", "--files-from", "-", "-0", "-m", "max", "-s", "2", "-o", "nul/", "-q", stdin=b"a.png\0b c.png\0")
+    assert r.code == 0, r
+    assert sorted(os.listdir(tmp_path / "nul")) == ["a_max2.png", "b c_max2.png"]
+
+
+def test_files_from_usage_errors(cli, tmp_path):
+    _photo(tmp_path / "a.png")
+    r = cli("pool", "a.png", "-0", "-m", "max", "-s", "2", "-o", "o.png")
+    assert r.code == 2
+    one_line_error(r, "-0/--null goes with --files-from")
+    r = cli("pool", "-", "--files-from", "-", "-m", "max", "-s", "2", "-o", "o.png", stdin=b"a.png\n")
+    assert r.code == 2
+    one_line_error(r, "--files-from -")
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(cli, tmp_path):
+    _photo(tmp_path / "a.png")
+    _photo(tmp_path / "b.png")
+    r = cli("run", "conv sobel-x,sobel-y", "a.png", "b.png", "missing.png", "-o", "out/", "--dry-run", "--tag", "t",
+            "--report", "r.json")  # fmt: skip
+    assert r.code == 1  # missing.png fails a check that needs no decoding
+    lines = r.stdout.decode().splitlines()
+    assert lines == ["a.png → out/a_t.png (+5 more files)", "b.png → out/b_t.png (+5 more files)"]
+    assert "missing.png: no such file" in r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["a.png", "b.png"]  # no folder, no report
+    r = cli("run", "conv sobel-x,sobel-y", "a.png", "-o", "out/", "--dry-run", "--json", "--tag", "t")
+    assert r.code == 0
+    (row,) = r.json["files"]
+    assert row["outputs"] == [f"out/a_t_{n}.png" for n in range(6)]
+    r = cli("pool", "a.png", "-m", "max", "-s", "2", "-o", "o.png", "--dry-run", env={"PYTHONIOENCODING": "ascii"})
+    assert r.stdout.decode() == "a.png -> o.png\n"
+    r = cli("pool", "a.png", "-m", "max", "-s", "2", "-o", "o.png", "--report", "a.png", "--dry-run")
+    assert r.code == 2  # the checks of a real run, collisions included
+
+
+def test_dry_run_removes_no_stale_temp_files(cli, tmp_path):
+    (tmp_path / "out").mkdir()
+    stale = tmp_path / "out" / ".poolcli-nohost-999999-abcdefgh.tmp"
+    stale.write_bytes(b"x")
+    _photo(tmp_path / "a.png")
+    r = cli("pool", "a.png", "-m", "max", "-s", "2", "-o", "out/", "--dry-run")
+    assert r.code == 0 and stale.exists()
