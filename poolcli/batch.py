@@ -172,8 +172,51 @@ def _walk(folder: str, recursive: bool, skip_root: str | None, found: Expanded) 
                 found.notes.append(f"{path}: skipped, not an image file")
 
 
+NAME_FIELDS = ("stem", "tag", "ext", "n")
+
+
+def check_template(template: str) -> str:
+    """A ``--name`` template with vips' ``%s`` read as ``{stem}``; UsageError for an unknown
+    field, a ``/``, or a name that cannot fit a file system's 255 bytes."""
+    import string
+
+    text = template.replace("%s", "{stem}")
+    try:
+        fields = [f for _, f, spec, conv in string.Formatter().parse(text) if f is not None]
+    except ValueError as exc:
+        raise UsageError(f"--name {template}: {exc} (fields: {{stem}}, {{tag}}, {{ext}}, {{n}}, or %s)") from None
+    for key in fields:
+        if key not in NAME_FIELDS:
+            raise UsageError(f"--name {template}: unknown field {{{key}}} (fields: {{stem}}, {{tag}}, {{ext}}, {{n}}, "
+                             "or %s for the stem)")  # fmt: skip
+    if "/" in text or os.sep in text or not text.strip() or not text.isprintable():
+        raise UsageError(f"--name {template!r}: a file name, without '/' or control characters")
+    if len(text.encode("utf-8", "surrogateescape")) > 200:
+        raise UsageError(f"--name is {len(text.encode())} bytes; at most 200 (file names hold 255)")
+    return text
+
+
+SAME_FALLBACK = {"gif": "GIF would reduce the result to 256 colours", "ico": "ICO would shrink it",
+                 "pcx": "PCX holds a palette", "im": "it is not written faithfully"}  # fmt: skip
+
+
+def same_format(path: str) -> tuple[str, str | None]:
+    """(format, note) for ``-f same``: the input's own format, or PNG (and why) where that format
+    cannot hold the result faithfully or cannot be written."""
+    ext = os.path.splitext(path)[1].lstrip(".").lower()
+    if path == "-" or not ext:
+        return "png", None
+    try:
+        kept = images.format_for("x." + ext, None)
+    except UsageError:
+        return "png", f"{path}: written as PNG: poolcli cannot write {ext.upper()}"
+    if kept in SAME_FALLBACK:
+        return "png", f"{path}: written as PNG: {SAME_FALLBACK[kept]}"
+    return kept, None
+
+
 def plan(found: Expanded, *, output: str | None, fmt: str | None, tag: str, to_dir: bool,
-         device: bool = False) -> list[Task]:  # fmt: skip
+         device: bool = False, name: str | None = None, maps: bool = False) -> list[Task]:  # fmt: skip
     """Destination of every input.
 
     One file and no ``-o`` writes ``{stem}_{tag}.{ext}`` beside it; stdin with no ``-o`` writes to
@@ -183,6 +226,8 @@ def plan(found: Expanded, *, output: str | None, fmt: str | None, tag: str, to_d
     """
     if device:
         return [Task(path, output, images.format_for(None, fmt)) for path, _ in found.items]
+    if name is not None or fmt == "same":
+        return _plan_named(found, output=output, fmt=fmt, tag=tag, to_dir=to_dir, name=name, maps=maps)
     tasks: list[Task] = []
     ext_fmt = images.format_for(None if to_dir else output, fmt)
     items, seen = [], set()
@@ -213,6 +258,45 @@ def plan(found: Expanded, *, output: str | None, fmt: str | None, tag: str, to_d
             dest = os.path.join(output, name) if to_dir else os.path.join(os.path.dirname(path), os.path.basename(name))
         tasks.append(Task(path, dest, ext_fmt))
     return tasks
+
+
+def _plan_named(found: Expanded, *, output, fmt, tag: str, to_dir: bool, name: str | None, maps: bool) -> list[Task]:
+    """:func:`plan` under ``--name`` or ``-f same``: each output named by the template (default
+    ``{stem}_{tag}.{ext}``), in ``-o DIR`` or beside its input; names that collide are refused
+    later (:func:`check_plan`), never renamed."""
+    template = name or "{stem}_{tag}.{ext}"
+    tasks = []
+    for path, rel in found.items:
+        if fmt == "same":
+            task_fmt, note = same_format(path)
+            if note:
+                found.notes.append(note)
+        else:
+            task_fmt = images.format_for(None if to_dir else output, fmt)
+        if path == "-" and not to_dir and (output is None or output == "-"):
+            tasks.append(Task(path, "-", task_fmt))
+            continue
+        if output and not to_dir and output != "-":
+            tasks.append(Task(path, output, task_fmt))
+            continue
+        stem = os.path.splitext(os.path.basename(rel))[0] if path != "-" else "stdin"
+        base = template.format(stem=stem, tag=tag, ext=images.extension(task_fmt).lstrip("."),
+                               n=MAP_FIELD if maps else "0")  # fmt: skip
+        folder = os.path.join(output, os.path.dirname(rel)) if to_dir else os.path.dirname(path)
+        tasks.append(Task(path, os.path.join(folder, base), task_fmt))
+    if name is None:  # default names (-f same): two inputs of one stem keep their extensions, as without it
+        count: dict[str, int] = {}
+        for t in tasks:
+            count[t.dest] = count.get(t.dest, 0) + 1
+        tasks = [Task(t.source, _with_source_ext(t, tag), t.fmt) if count[t.dest] > 1 and t.source != "-" else t
+                 for t in tasks]  # fmt: skip
+    return tasks
+
+
+def _with_source_ext(task: Task, tag: str) -> str:
+    stem, ext = os.path.splitext(os.path.basename(task.source))
+    folder = os.path.dirname(task.dest)
+    return os.path.join(folder, f"{stem}_{ext.lstrip('.').lower()}_{tag}{images.extension(task.fmt)}")
 
 
 @dataclass
@@ -250,15 +334,26 @@ def output_kind(output: str | None, fmt: str | None) -> str | None:
 
 def plan_run(inputs: list[str], *, output: str | None, fmt: str | None, tag: str, recursive: bool = False,
              montage: str | None = None, shard: str | None = None, job=None,
-             report: str | None = None, listed=(), create: bool = True) -> Planned:  # fmt: skip
+             report: str | None = None, listed=(), create: bool = True,
+             name: str | None = None) -> Planned:  # fmt: skip
     """Expand the inputs, name every output and check the whole run before anything is
     written (UsageError): ``-o`` usable, no two inputs on one output, no output on an input.
     ``-o DIR`` (and the sub-folders ``-r`` keeps) are created only once every check passed."""
     shard_k_n = parse_shard(shard) if shard is not None else None
+    if output is not None and output != "-":  # -o 'out/%s_small.png' is -o out/ --name '%s_small.png'
+        head, base = os.path.split(output)
+        if "%s" in base or any("{" + f + "}" in base for f in NAME_FIELDS):
+            if name is not None:
+                raise UsageError(f"-o {output} holds a name template and --name gives another: give one")
+            output, name = (head or ".") + os.sep, base
+    if name is not None:
+        name = check_template(name)
     if output is not None and output != "-" and os.path.abspath(output) == os.path.abspath(os.sep):
         raise UsageError("-o /: refusing to write into the root folder")
-    kind = output_kind(output, fmt)
+    kind = output_kind(output, None if fmt == "same" else fmt)
     to_dir = kind == "dir"
+    if name is not None and kind == "file":
+        raise UsageError(f"-o {output} names one file; --name names files in a folder: give -o DIR/ or drop --name")
     if to_dir:
         for arg in inputs:
             if arg != "-" and os.path.isdir(arg) and os.path.realpath(arg) == os.path.realpath(output):
@@ -286,7 +381,9 @@ def plan_run(inputs: list[str], *, output: str | None, fmt: str | None, tag: str
         return Planned(found, [], to_dir)
     if output is not None and kind != "device":
         check_output_target(output, to_dir)
-    tasks = plan(found, output=output, fmt=fmt, tag=tag, to_dir=to_dir, device=kind == "device")
+    maps = getattr(job, "pipeline", None) is not None and job.pipeline.has_bank
+    tasks = plan(found, output=output, fmt=fmt, tag=tag, to_dir=to_dir, device=kind == "device", name=name,
+                 maps=maps)  # fmt: skip
     check_plan(tasks, job, ((montage, "--montage"), (report, "--report")))
     if shard_k_n is not None:  # after planning the whole run: every shard names files alike
         tasks = shard_tasks(tasks, *shard_k_n)
@@ -629,7 +726,7 @@ def _process_streamed(task: Task, job, src, res: FileResult, *, png_level: int, 
     outputs = [(task.dest, None, colour)]
     if banded.maps and task.fmt != "npy":  # a bank's maps: one file each, alpha in every one
         tail = list(range(colour, rows.channels))
-        outputs = [(suffixed(task.dest, f"_{n}"), [n, *tail], 1) for n in range(colour)]
+        outputs = [(map_path(task.dest, n), [n, *tail], 1) for n in range(colour)]
     if task.fmt != "npy":
         for _, pick, _ in outputs:
             images.check_channels(len(pick) if pick else rows.channels, task.fmt)
@@ -832,7 +929,7 @@ def prepare(job, out, source_dtype, fmt: str, dest: str, layout: str | None = No
         array = job.npy(out)
         if layout == "chw" and array.ndim == 3:
             array = images.np.ascontiguousarray(images.np.moveaxis(array, -1, 0))
-        return [(dest, images.encode_npy(array))]
+        return [(single_path(dest), images.encode_npy(array))]
     pixels = out.array
     target = source_dtype if source_dtype.kind == "u" else images.np.uint8
     # float sources (mode F, .npy) have no natural range: clip means normalize for them
@@ -843,19 +940,35 @@ def prepare(job, out, source_dtype, fmt: str, dest: str, layout: str | None = No
         np = images.np
         alpha = pixels[:, :, out.colour :]
         return [
-            (suffixed(dest, f"_{n}"), images.to_pixels(np.concatenate([pixels[:, :, n : n + 1], alpha], axis=2),
-                                                       target, scale, 1))
+            (map_path(dest, n), images.to_pixels(np.concatenate([pixels[:, :, n : n + 1], alpha], axis=2),
+                                                 target, scale, 1))
             for n in range(out.colour)
         ]  # fmt: skip
     if pixels.dtype.kind == "f":
         pixels = images.to_pixels(pixels, target, scale, out.colour)
-    return [(dest, pixels)]
+    return [(single_path(dest), pixels)]
 
 
 def suffixed(path: str, suffix: str) -> str:
     """``path`` with ``suffix`` put before its extension (``a_t.png`` → ``a_t_0.png``)."""
     stem, ext = os.path.splitext(path)
     return f"{stem}{suffix}{ext}"
+
+
+MAP_FIELD = "{n}"  # a --name template's map number, kept in a task's path until the maps are written
+
+
+def map_path(path: str, n: int) -> str:
+    """The file of map ``n`` of a bank written to ``path``: the template's ``{n}``, else ``_{n}``
+    before the extension."""
+    head, base = os.path.split(path)
+    return os.path.join(head, base.replace(MAP_FIELD, str(n))) if MAP_FIELD in base else suffixed(path, f"_{n}")
+
+
+def single_path(path: str) -> str:
+    """The file of a result that is not a bank's maps: a template's ``{n}`` is 0."""
+    head, base = os.path.split(path)
+    return os.path.join(head, base.replace(MAP_FIELD, "0")) if MAP_FIELD in base else path
 
 
 def task_files(job, task: Task, colour: int | None, *, partial: bool = False) -> list[str] | None:
@@ -865,7 +978,7 @@ def task_files(job, task: Task, colour: int | None, *, partial: bool = False) ->
     the files that do not depend on it)."""
     pipe = getattr(job, "pipeline", None)
     if pipe is None:
-        return [task.dest]
+        return [single_path(task.dest)]
     image_maps = task.fmt != "npy"
     colours = pipe.colours(1 if job.gray and colour == 3 else colour) if colour else None
     files: list[str] = []
@@ -878,14 +991,14 @@ def task_files(job, task: Task, colour: int | None, *, partial: bool = False) ->
         if banked and image_maps:
             if colours is None and not partial:
                 return None
-            files += [suffixed(path, f"_{n}") for n in range(colours[i - 1])] if colours else []
+            files += [map_path(path, n) for n in range(colours[i - 1])] if colours else []
         else:
-            files.append(path)
+            files.append(single_path(path))
     if pipe.has_bank and image_maps:
         if colours is None and not partial:
             return None
-        return files + ([suffixed(task.dest, f"_{n}") for n in range(colours[-1])] if colours else [])
-    return files + [task.dest]
+        return files + ([map_path(task.dest, n) for n in range(colours[-1])] if colours else [])
+    return files + [single_path(task.dest)]
 
 
 def task_done(job, task: Task) -> bool:

@@ -118,14 +118,15 @@ def _complete_boundary(incomplete: str) -> list[str]:
 
 
 def _complete_format(incomplete: str) -> list[str]:
-    return _starting(["png", "jpg", "webp", "tiff", "bmp", "npy"], incomplete)
+    return _starting(["png", "jpg", "webp", "tiff", "bmp", "npy", "same"], incomplete)
 
 
 INPUTS = typer.Argument(None, metavar="[INPUT]...", help="Image files, folders, quoted globs, or - for stdin.")
 OUTPUT = typer.Option(None, "--output", "-o", help="Output file, folder (DIR/ or existing), or - for stdout.")
 FORMAT = typer.Option(
-    None, "--format", "-f", autocompletion=_complete_format, help="png, jpg, webp, tiff, bmp or npy (raw float32)."
-)
+    None, "--format", "-f", autocompletion=_complete_format,
+    help="png, jpg, webp, tiff, bmp, npy (raw float32), or same (each input's own; PNG where that would lose).",
+)  # fmt: skip
 JSON = typer.Option(False, "--json", help="Print the timing summary as JSON on stdout.")
 REPORT = typer.Option(None, "--report", help="Write the timing summary as JSON to this file.")
 QUIET = typer.Option(False, "--quiet", "-q", help="No summary or progress on stderr (errors still show).")
@@ -162,6 +163,9 @@ LAYOUT = typer.Option(
     None, "--layout", click_type=click.Choice(["hwc", "chw"], case_sensitive=False),
     help=".npy inputs' axes: hwc (H×W×C) or chw (C×H×W, as PyTorch); without it a C×H×W-looking array is refused.",
 )  # fmt: skip
+NAME = typer.Option(
+    None, "--name", help="Output names: {stem} {tag} {ext} {n} (a bank's map) or %s (default {stem}_{tag}.{ext}).",
+)
 FILES_FROM = typer.Option(
     None, "--files-from", help="Read input paths from FILE, one a line (- for standard input), as tar -T."
 )
@@ -197,6 +201,7 @@ class RunOptions:
     stream: bool | None = None
     page: int = 0
     layout: str | None = None
+    name: str | None = None
     files_from: str | None = None
     null: bool = False
     dry_run: bool = False
@@ -210,7 +215,8 @@ _COMMON = {  # name: (type, Typer option), in the order --help lists them
     "max_pixels": (int, MAX_PIXELS), "compress_level": (int | None, LEVEL), "strip": (bool, STRIP),
     "quality": (int | None, QUALITY), "montage": (str | None, MONTAGE), "executor": (str | None, EXECUTOR),
     "scheduler": (str | None, SCHEDULER), "shard": (str | None, SHARD), "stream": (bool | None, STREAM),
-    "page": (int, PAGE), "layout": (str | None, LAYOUT), "files_from": (str | None, FILES_FROM),
+    "page": (int, PAGE), "layout": (str | None, LAYOUT), "name": (str | None, NAME),
+    "files_from": (str | None, FILES_FROM),
     "null": (bool, NULL), "dry_run": (bool, DRY_RUN), "debug": (bool, DEBUG),
 }  # fmt: skip
 
@@ -397,7 +403,7 @@ def _execute(command: str, job, settings: dict, inputs, opts: RunOptions) -> Non
         tag = job.tag if not opts.page or getattr(job, "tag_given", False) else f"{job.tag}_page{opts.page}"
         planned = batch.plan_run(inputs, output=output, fmt=fmt, tag=tag, recursive=recursive, montage=montage,
                                  job=job, report=report, shard=shard, listed=listed or (),
-                                 create=not opts.dry_run)  # fmt: skip
+                                 create=not opts.dry_run, name=opts.name)  # fmt: skip
         found, tasks = planned.found, planned.tasks
         _check_options_fit(job)
         if not found.items:

@@ -130,3 +130,49 @@ def test_dry_run_removes_no_stale_temp_files(cli, tmp_path):
     _photo(tmp_path / "a.png")
     r = cli("pool", "a.png", "-m", "max", "-s", "2", "-o", "out/", "--dry-run")
     assert r.code == 0 and stale.exists()
+
+
+def _folder(tmp_path):
+    (tmp_path / "in").mkdir()
+    _photo(tmp_path / "in" / "a.png")
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "in" / "b.jpg")
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "in" / "g.gif")
+
+
+def test_name_templates(cli, tmp_path):
+    _folder(tmp_path)
+    r = cli("pool", "in/", "-m", "max", "-s", "2", "-o", "out/", "--name", "{stem}-{tag}.{ext}", "-q")
+    assert r.code == 0, r
+    assert sorted(os.listdir(tmp_path / "out")) == ["a-max2.png", "b-max2.png", "g-max2.png"]
+    r = cli("pool", "in/", "-m", "max", "-s", "2", "-o", "small/%s_small.png", "-q")  # vips' %s, in -o
+    assert r.code == 0, r
+    assert sorted(os.listdir(tmp_path / "small")) == ["a_small.png", "b_small.png", "g_small.png"]
+    r = cli("pool", "in/a.png", "-m", "max", "-s", "2", "--name", "beside_%s.png", "-q")  # as mogrify does
+    assert r.code == 0 and (tmp_path / "in" / "beside_a.png").exists()
+    r = cli("run", "conv sobel-x,sobel-y", "in/a.png", "-o", "maps/", "--name", "{stem}.map{n}.png", "-q")
+    assert r.code == 0, r
+    assert sorted(os.listdir(tmp_path / "maps")) == [f"a.map{n}.png" for n in range(6)]
+    r = cli("run", "conv sobel-x,sobel-y", "in/a.png", "-o", "maps2/", "--name", "{stem}.png", "-q")
+    assert sorted(os.listdir(tmp_path / "maps2")) == [f"a_{n}.png" for n in range(6)]  # _{n} added
+
+
+def test_name_errors_create_nothing(cli, tmp_path):
+    _folder(tmp_path)
+    (tmp_path / "in" / "a.jpg").write_bytes((tmp_path / "in" / "b.jpg").read_bytes())
+    for args, needle in ((["--name", "{bogus}.png"], "unknown field {bogus}"),
+                         (["-o", "x.png", "--name", "q.png"], "--name"),
+                         (["--name", "{stem}.png"], "would both be written")):  # a.png and a.jpg collide  # fmt: skip
+        out = [] if "-o" in args else ["-o", "out/"]
+        r = cli("pool", "in/", "-m", "max", "-s", "2", *out, *args)
+        assert r.code == 2, (args, r)
+        one_line_error(r, needle)
+        assert not (tmp_path / "out").exists()
+
+
+def test_format_same_keeps_each_inputs_format(cli, tmp_path):
+    _folder(tmp_path)
+    r = cli("pool", "in/", "-m", "max", "-s", "2", "-o", "out/", "-f", "same")
+    assert r.code == 0, r
+    assert sorted(os.listdir(tmp_path / "out")) == ["a_max2.png", "b_max2.jpg", "g_max2.png"]
+    assert "g.gif: written as PNG" in r.stderr
+    assert Image.open(tmp_path / "out" / "b_max2.jpg").format == "JPEG"
