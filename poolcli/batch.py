@@ -79,32 +79,28 @@ def expand_inputs(args: Iterable[str], *, recursive: bool = False, exclude: str 
     ``--files-from``) are taken as they are: files, or folders, never globs.
     """
     found = Expanded()
-    skip = os.path.realpath(exclude) if exclude else None
-    for path in listed:
+    skip_root = os.path.realpath(exclude) if exclude else None
+
+    def take(path: str) -> None:  # a file as it is, or a folder's images
         if os.path.isdir(path):
             found.from_folder = True
-            _walk(path, recursive, skip, found)
+            _walk(path, recursive, skip_root, found)
         else:
             found.items.append((path, os.path.basename(path)))
-    skip_root = os.path.realpath(exclude) if exclude else None
+
+    for path in listed:
+        take(path)
     for arg in args:
         if arg == "-":
             found.items.append(("-", "-"))
-        elif os.path.isdir(arg):
-            found.from_folder = True
-            _walk(arg, recursive, skip_root, found)
         elif not os.path.exists(arg) and is_glob(arg):
             matches = sorted(_glob(arg))
             if not matches:
                 found.notes.append(f"{arg}: no file matches this pattern")
             for path in matches:
-                if os.path.isdir(path):
-                    found.from_folder = True
-                    _walk(path, recursive, skip_root, found)
-                else:
-                    found.items.append((path, os.path.basename(path)))
+                take(path)
         else:
-            found.items.append((arg, os.path.basename(arg)))
+            take(arg)
     return found
 
 
