@@ -32,13 +32,57 @@ app = typer.Typer(
     no_args_is_help=False,
     invoke_without_command=True,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
     help="Convolution kernels and CNN pooling for images, compiled with Numba.\n\n"
     "Examples:\n\n"
     "  poolcli convolve photo.png -k sobel\n\n"
     "  poolcli pool -m max -s 2 < photo.png > small.png\n\n"
     "  poolcli pool shots/ -r -m avg -s 4 -o thumbs/ --jobs 4",
 )
+
+
+PANELS = ("Operation", "Output", "Batch", "Performance", "Cluster")  # the order --help shows them in
+ARGUMENT_HELP = {  # Click 8.5's Argument sets its own help to None after Typer's: described here once
+    "inputs": "Image files, folders, quoted globs, or - for standard input (the default when stdin is a pipe).",
+    "pipeline": "Stages separated by '|', in one quoted string (operations below).",
+    "image": "The image to explain (or - for standard input); none with --demo.",
+    "name": "A kernel to show (default: list them all).",
+}
+
+
+class PanelCommand(typer.core.TyperCommand):
+    """A command whose ``--help`` is plain text in panels (as Click lays out sections): what the
+    operation is, then output, batch, performance and cluster options; it wraps at any width,
+    never cutting a cell with "…" as a table would at 80 columns."""
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        click.Command.format_help(self, ctx, formatter)
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        groups: dict[str, list] = {}
+        for param in self.get_params(ctx):
+            if isinstance(param, click.Argument):  # Click lists no arguments: poolcli describes each
+                record = (_metavar(param, ctx), getattr(param, "help", None) or ARGUMENT_HELP.get(param.name, ""))
+            else:
+                record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if isinstance(param, click.Argument):
+                panel = "Arguments"
+            else:
+                panel = getattr(param, "rich_help_panel", None) or "Operation"
+            groups.setdefault(panel, []).append(record)
+        for panel in ("Arguments", *PANELS, *sorted(set(groups) - set(PANELS) - {"Arguments"})):
+            if panel in groups:
+                with formatter.section(panel):
+                    formatter.write_dl(groups[panel])
+
+
+def _metavar(param: click.Parameter, ctx: click.Context) -> str:
+    try:
+        return param.make_metavar(ctx)  # Click 8.2 and later
+    except TypeError:
+        return param.make_metavar()  # type: ignore[call-arg]
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
@@ -122,57 +166,97 @@ def _complete_format(incomplete: str) -> list[str]:
 
 
 INPUTS = typer.Argument(None, metavar="[INPUT]...", help="Image files, folders, quoted globs, or - for stdin.")
-OUTPUT = typer.Option(None, "--output", "-o", help="Output file, folder (DIR/ or existing), or - for stdout.")
-FORMAT = typer.Option(
-    None, "--format", "-f", autocompletion=_complete_format,
-    help="png, jpg, webp, tiff, bmp, npy (raw float32), or same (each input's own; PNG where that would lose).",
+_OUT, _BATCH, _PERF, _CLUSTER = "Output", "Batch", "Performance", "Cluster"  # the --help panels (PANELS)
+MODE_CHOICES = "[" + "|".join([*ops.POOL_MODES, "l2"]) + "]"  # choices listed in --help, from the registry
+BOUNDARY_CHOICES = "[" + "|".join(ops.BOUNDARIES) + "]"
+SCALE_CHOICES = "[auto|clip|normalize|abs]"
+OUTPUT = typer.Option(
+    None, "--output", "-o", rich_help_panel=_OUT, metavar="FILE|DIR/|-",
+    help="Output file (an image extension), folder (DIR/ or an existing one), or - for stdout.",
 )  # fmt: skip
-JSON = typer.Option(False, "--json", help="Print the timing summary as JSON on stdout.")
-REPORT = typer.Option(None, "--report", help="Write the timing summary as JSON to this file.")
-QUIET = typer.Option(False, "--quiet", "-q", help="No summary or progress on stderr (errors still show).")
-THREADS = typer.Option(None, "--threads", min=1, envvar="POOLCLI_THREADS", help="Compute threads (default: all cores).")
-JOBS = typer.Option(
-    None, "--jobs", "-j", min=1, envvar="POOLCLI_JOBS", help="Worker processes for many inputs (default: all cores)."
+FORMAT = typer.Option(
+    None, "--format", "-f", autocompletion=_complete_format, rich_help_panel=_OUT,
+    metavar="[png|jpg|webp|tiff|bmp|npy|same|EXT]",
+    help="Output format: npy is the raw float32 result; same keeps each input's (PNG where that would lose).",
+)  # fmt: skip
+JSON = typer.Option(False, "--json", rich_help_panel=_OUT, help="Print the timing summary as JSON on stdout.")
+REPORT = typer.Option(
+    None, "--report", rich_help_panel=_OUT, metavar="FILE", help="Write the timing summary as JSON to this file."
 )
-RECURSIVE = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders of folder inputs.")
-SKIP = typer.Option(False, "--skip-existing", help="Skip inputs whose output already exists (resume a batch).")
+QUIET = typer.Option(
+    False, "--quiet", "-q", rich_help_panel=_OUT, help="No summary or progress on stderr (errors still show)."
+)
+THREADS = typer.Option(
+    None, "--threads", min=1, envvar="POOLCLI_THREADS", rich_help_panel=_PERF,
+    help="Compute threads (default: all cores; $POOLCLI_THREADS).",
+)  # fmt: skip
+JOBS = typer.Option(
+    None, "--jobs", "-j", min=1, envvar="POOLCLI_JOBS", rich_help_panel=_PERF,
+    help="Worker processes for many inputs (default: all cores; $POOLCLI_JOBS).",
+)  # fmt: skip
+RECURSIVE = typer.Option(
+    False, "--recursive", "-r", rich_help_panel=_BATCH, help="Descend into sub-folders of folder inputs."
+)
+SKIP = typer.Option(
+    False, "--skip-existing", rich_help_panel=_BATCH,
+    help="Skip inputs whose every output is already complete (resume a batch).",
+)  # fmt: skip
 MAX_PIXELS = typer.Option(
-    89_478_485, "--max-pixels", min=0, envvar="POOLCLI_MAX_PIXELS",
-    help="Refuse larger images (decompression bombs); 0 lifts the limit.",
+    89_478_485, "--max-pixels", min=0, envvar="POOLCLI_MAX_PIXELS", rich_help_panel=_BATCH,
+    help="Refuse larger images (decompression bombs); 0 lifts the limit ($POOLCLI_MAX_PIXELS).",
 )  # fmt: skip
 GRAY = typer.Option(False, "--gray", help="Convert to one luma channel first (alpha is kept).")
 LEVEL = typer.Option(
-    None, "--compress-level", min=0, max=9, help="PNG zlib level 0-9 (default 1: fast, and smaller than Pillow's 6)."
+    None, "--compress-level", min=0, max=9, rich_help_panel=_OUT,
+    help="PNG zlib level 0-9 (default 1: fast, and smaller than Pillow's 6).",
+)  # fmt: skip
+DEBUG = typer.Option(False, "--debug", rich_help_panel=_BATCH, help="Show the traceback of an internal error.")
+STRIP = typer.Option(
+    False, "--strip", rich_help_panel=_OUT, help="Drop the ICC profile, DPI and EXIF (kept by default)."
 )
-DEBUG = typer.Option(False, "--debug", help="Show the traceback of an internal error.")
-STRIP = typer.Option(False, "--strip", help="Drop the ICC profile, DPI and EXIF (kept by default).")
-QUALITY = typer.Option(None, "--quality", min=1, max=100, help="JPEG, WebP and AVIF quality 1-100 (92, 90, 90).")
-MONTAGE = typer.Option(None, "--montage", help="Also draw input → feature maps → result as one picture (one input).")
+QUALITY = typer.Option(
+    None, "--quality", min=1, max=100, rich_help_panel=_OUT, help="JPEG, WebP and AVIF quality 1-100 (92, 90, 90)."
+)
+MONTAGE = typer.Option(
+    None, "--montage", rich_help_panel=_OUT, metavar="FILE",
+    help="Also draw input -> feature maps -> result as one picture (one input).",
+)  # fmt: skip
 EXECUTOR = typer.Option(
-    None, "--executor", help="local (worker processes here, default) or dask (a Dask cluster; implied by --scheduler)."
-)
+    None, "--executor", rich_help_panel=_CLUSTER, metavar="[local|dask]",
+    help="local (worker processes here, the default) or dask (a Dask cluster; implied by --scheduler).",
+)  # fmt: skip
 SCHEDULER = typer.Option(
-    None, "--scheduler", help="Dask scheduler tcp://HOST:PORT (default: $POOLCLI_SCHEDULER, else in-process)."
-)
+    None, "--scheduler", rich_help_panel=_CLUSTER, metavar="tcp://HOST:PORT",
+    help="A Dask scheduler to run on (means --executor dask; with it, default $POOLCLI_SCHEDULER).",
+)  # fmt: skip
 STREAM = typer.Option(
-    None, "--stream/--no-stream",
+    None, "--stream/--no-stream", rich_help_panel=_PERF,
     help="Stream PNG, TIFF and .npy images in bands of rows (flat memory): default for images over 16 MP.",
 )  # fmt: skip
-SHARD = typer.Option(None, "--shard", help="K/N: process only the K-th of N slices of the inputs (job arrays).")
+SHARD = typer.Option(
+    None, "--shard", rich_help_panel=_CLUSTER, metavar="K/N",
+    help="Process only the K-th of N slices of the inputs (job arrays).",
+)  # fmt: skip
 LAYOUT = typer.Option(
-    None, "--layout", click_type=click.Choice(["hwc", "chw"], case_sensitive=False),
-    help=".npy inputs' axes: hwc (H×W×C) or chw (C×H×W, as PyTorch); without it a C×H×W-looking array is refused.",
+    None, "--layout", rich_help_panel=_BATCH, click_type=click.Choice(["hwc", "chw"], case_sensitive=False),
+    help=".npy inputs' axes: hwc (HxWxC) or chw (CxHxW, as PyTorch); without it a CxHxW-looking array is refused.",
 )  # fmt: skip
 NAME = typer.Option(
-    None, "--name", help="Output names: {stem} {tag} {ext} {n} (a bank's map) or %s (default {stem}_{tag}.{ext}).",
-)
+    None, "--name", rich_help_panel=_OUT, metavar="TEMPLATE",
+    help="Output names: {stem} {tag} {ext} {n} (a bank's map) or %s (default {stem}_{tag}.{ext}).",
+)  # fmt: skip
 FILES_FROM = typer.Option(
-    None, "--files-from", help="Read input paths from FILE, one a line (- for standard input), as tar -T."
+    None, "--files-from", rich_help_panel=_BATCH, metavar="FILE|-",
+    help="Read input paths from FILE, one a line (- for standard input), as tar -T.",
+)  # fmt: skip
+NULL = typer.Option(
+    False, "--null", "-0", rich_help_panel=_BATCH, help="With --files-from: paths separated by NUL (find -print0)."
 )
-NULL = typer.Option(False, "--null", "-0", help="With --files-from: paths separated by NUL (find -print0).")
-DRY_RUN = typer.Option(False, "--dry-run", help="Print what each input would write, check everything, write nothing.")
+DRY_RUN = typer.Option(
+    False, "--dry-run", rich_help_panel=_BATCH, help="Print what each input would write; check all, write nothing."
+)
 PAGE = typer.Option(
-    0, "--page", min=0, max=2**31 - 1,
+    0, "--page", min=0, max=2**31 - 1, rich_help_panel=_BATCH,
     help="Frame or page of a multi-frame input to read, 0-based (animated GIF, APNG, WebP, multi-page TIFF).",
 )  # fmt: skip
 
@@ -561,24 +645,25 @@ def _progress_reporter(console, total: int, bar: bool, quiet: bool):
 # --------------------------------------------------------------------------- convolve
 
 
-@app.command(no_args_is_help=False)
+@app.command(no_args_is_help=False, cls=PanelCommand)
 @common_options
 def convolve(
     inputs: list[str] | None = INPUTS,
     kernel: str = typer.Option(
-        ..., "--kernel", "-k", autocompletion=_complete_kernel,
+        ..., "--kernel", "-k", autocompletion=_complete_kernel, metavar="NAME|MATRIX|@FILE",
         help='A name (see `poolcli kernels`), a matrix "0,-1,0;-1,5,-1;0,-1,0", or @FILE.'
     ),
     size: int | None = typer.Option(None, "--size", help=ops.param_help("conv", "size")),
     sigma: float | None = typer.Option(None, "--sigma", help=ops.param_help("conv", "sigma")),
     boundary: str = typer.Option("reflect", "--boundary", "-b", autocompletion=_complete_boundary,
+                                  metavar=BOUNDARY_CHOICES,
                                   help=ops.boundary_help()),
     cval: float = typer.Option(0.0, "--cval", help=ops.param_help("conv", "cval")),
     stride: int = typer.Option(1, "--stride", help=ops.param_help("conv", "stride")),
     dilation: int = typer.Option(1, "--dilation", help=ops.param_help("conv", "dilation")),
     flip: bool = typer.Option(False, "--flip", help=ops.param_help("conv", "flip")),
     gray: bool = GRAY,
-    scale: str = typer.Option("auto", "--scale", help="auto, clip, normalize or abs: how results become pixels."),
+    scale: str = typer.Option("auto", "--scale", metavar=SCALE_CHOICES, help="How results become pixels."),
     opts: RunOptions = None,
 ) -> None:
     """Convolve images with a kernel (cross-correlation, as PyTorch conv2d and OpenCV filter2D).
@@ -616,16 +701,17 @@ def convolve(
 # --------------------------------------------------------------------------- pool
 
 
-@app.command(no_args_is_help=False)
+@app.command(no_args_is_help=False, cls=PanelCommand)
 @common_options
 def pool(
     inputs: list[str] | None = INPUTS,
-    mode: str = typer.Option("max", "--mode", "-m", autocompletion=_complete_mode,
+    mode: str = typer.Option("max", "--mode", "-m", autocompletion=_complete_mode, metavar=MODE_CHOICES,
                              help=f"{ops.help_list('pool')} (l2 = lp with --p 2)."),
-    size: str | None = typer.Option(None, "--size", "-s", help="Window K or KHxKW."),
-    stride: str | None = typer.Option(None, "--stride", help=ops.param_help("max", "stride")),
-    padding: str = typer.Option("0", "--padding", help=ops.param_help("max", "padding")),
-    dilation: str = typer.Option("1", "--dilation", help=ops.param_help("max", "dilation")),
+    size: str | None = typer.Option(None, "--size", "-s", metavar="K|KHxKW",
+                                    help="Window K, or KHxKW (height x width, as PyTorch)."),
+    stride: str | None = typer.Option(None, "--stride", metavar="N|SHxSW", help=ops.param_help("max", "stride")),
+    padding: str = typer.Option("0", "--padding", metavar="P|PHxPW", help=ops.param_help("max", "padding")),
+    dilation: str = typer.Option("1", "--dilation", metavar="D|DHxDW", help=ops.param_help("max", "dilation")),
     ceil_mode: bool = typer.Option(False, "--ceil-mode", help=ops.param_help("max", "ceil_mode")),
     count_include_pad: bool = typer.Option(
         True, "--count-include-pad/--no-count-include-pad", help=ops.param_help("avg", "count_include_pad")
@@ -634,7 +720,8 @@ def pool(
     p: float = typer.Option(2.0, "--p", help=ops.param_help("lp", "p")),
     seed: int | None = typer.Option(None, "--seed", help=ops.param_help("stochastic", "seed")),
     is_global: bool = typer.Option(False, "--global", help="One value per channel over the whole image (printed too)."),
-    to: str | None = typer.Option(None, "--to", help="Adaptive pooling to a fixed WxH."),
+    to: str | None = typer.Option(None, "--to", metavar="WxH",
+                                  help="Adaptive pooling to a fixed WxH (width x height, as ImageMagick)."),
     gray: bool = GRAY,
     opts: RunOptions = None,
 ) -> None:
@@ -642,13 +729,13 @@ def pool(
 
     Examples:
 
-      poolcli pool photo.png -m max -s 2                  # writes photo_max2.png
+      poolcli pool photo.png -m max -s 2        # writes photo_max2.png
 
       poolcli pool -m avg -s 4 < photo.png > small.png
 
       poolcli pool photo.png -m max -s 3 --stride 2 --padding 1 --ceil-mode
 
-      poolcli pool photo.png -m avg --global              # per-channel means
+      poolcli pool photo.png -m avg --global    # per-channel means
 
       poolcli pool shots/ -r -m avg -s 4 -o thumbs/ --jobs 4
     """
@@ -677,20 +764,41 @@ def pool(
 # --------------------------------------------------------------------------- run
 
 
-@app.command(name="run", no_args_is_help=False)
+def _operations_epilog() -> str:
+    """``run --help``'s list of operations, from the operation registry (poolcli.ops)."""
+    import textwrap
+
+    lines = ["Operations (from the registry; options as key=value):"]
+    for name, op in ops.OPERATIONS.items():
+        if op.kind == "pool" and name != "max":
+            continue
+        if op.kind == "pool":
+            text = f"pooling, MODE one of {', '.join(ops.POOL_MODES)}; also global MODE, adaptive MODE WxH"
+            lines += textwrap.wrap(text, 76, initial_indent=f"  {'MODE SIZE':<15} ", subsequent_indent=" " * 18)
+            continue
+        keys = " ".join(f"{p.name}=" for p in op.params if p.name not in op.positional)
+        head = " ".join([name, *(v.upper() for v in op.positional)])
+        text = op.help + (f" ({keys})" if keys else "")
+        lines += textwrap.wrap(text, 76, initial_indent=f"  {head:<15} ", subsequent_indent=" " * 18)
+    lines.append("  NAME            conv NAME for every named kernel (poolcli kernels)")
+    return "\b\n" + "\n".join(lines).replace("…", "...")
+
+
+@app.command(name="run", no_args_is_help=False, cls=PanelCommand, epilog=_operations_epilog())
 @common_options
 def run_pipeline(
     pipeline: str = typer.Argument(..., metavar="PIPELINE", help="Stages separated by '|', in one quoted string."),
     inputs: list[str] | None = INPUTS,
     save_stages: bool = typer.Option(False, "--save-stages", help="Also write every stage's result."),
-    tag: str | None = typer.Option(None, "--tag", help="File-name tag (default: the stages joined)."),
+    tag: str | None = typer.Option(None, "--tag", metavar="TAG",
+                                   help="File-name tag (default: the stages joined)."),
     gray: bool = GRAY,
-    scale: str = typer.Option("auto", "--scale", help="auto, clip, normalize or abs: how the result becomes pixels."),
+    scale: str = typer.Option("auto", "--scale", metavar=SCALE_CHOICES, help="How the result becomes pixels."),
     opts: RunOptions = None,
 ) -> None:
     """Run a CNN-style pipeline of stages on images, float32 from stage to stage.
 
-    Stages: conv KERNEL (or a kernel name alone: sobel, gaussian sigma=2), a bank conv K1,K2,…,
+    Stages: conv KERNEL (or a kernel name alone: sobel, gaussian sigma=2), a bank conv K1,K2,...,
     pool MODE SIZE (or MODE SIZE: max 2, avg 3 stride=2), global MODE, adaptive MODE WxH, and
     element-wise operations; options as key=value.
 
@@ -718,26 +826,31 @@ def run_pipeline(
 # --------------------------------------------------------------------------- explain
 
 
-@app.command(no_args_is_help=False)
+@app.command(no_args_is_help=False, cls=PanelCommand)
 def explain(
     image: str | None = typer.Argument(None, metavar="[IMAGE]", help="The image (or - for stdin); not with --demo."),
     kernel: str | None = typer.Option(None, "--kernel", "-k", autocompletion=_complete_kernel,
+                                      metavar="NAME|MATRIX|@FILE",
                                       help="Explain a convolution with this kernel."),
-    mode: str | None = typer.Option(None, "--mode", "-m", autocompletion=_complete_mode,
+    mode: str | None = typer.Option(None, "--mode", "-m", autocompletion=_complete_mode, metavar=MODE_CHOICES,
                                     help=f"Explain pooling: {ops.help_list('pool')}."),
     size: str | None = typer.Option(
-        None, "--size", "-s", help="Pooling window K or KHxKW; kernel size of box/gaussian."
+        None, "--size", "-s", metavar="K|KHxKW", help="Pooling window K or KHxKW (height x width); box/gaussian size."
     ),
-    at: str | None = typer.Option(None, "--at", help="The output position X,Y (column, row) to explain."),
+    at: str | None = typer.Option(None, "--at", metavar="X,Y",
+                                  help="The output position X,Y (column, row) to explain."),
     channel: int | None = typer.Option(None, "--channel", "-c", help="Which channel (default 0)."),
     sigma: float | None = typer.Option(None, "--sigma", help="Standard deviation of gaussian."),
     boundary: str = typer.Option("reflect", "--boundary", "-b", autocompletion=_complete_boundary,
+                                  metavar=BOUNDARY_CHOICES,
                                   help=ops.boundary_help()),
     cval: float = typer.Option(0.0, "--cval", help="Value outside the image for --boundary constant."),
-    stride: str | None = typer.Option(None, "--stride", help="Stride (convolution: N; pooling: N or SHxSW)."),
-    dilation: str = typer.Option("1", "--dilation", help="Spacing of the taps."),
+    stride: str | None = typer.Option(None, "--stride", metavar="N|SHxSW",
+                                      help="Stride (convolution: N; pooling: N or SHxSW)."),
+    dilation: str = typer.Option("1", "--dilation", metavar="D|DHxDW", help="Spacing of the taps."),
     flip: bool = typer.Option(False, "--flip", help="True convolution (kernel rotated 180°)."),
-    padding: str = typer.Option("0", "--padding", help="Pooling: implicit padding P or PHxPW."),
+    padding: str = typer.Option("0", "--padding", metavar="P|PHxPW",
+                                help="Pooling: implicit padding P or PHxPW."),
     ceil_mode: bool = typer.Option(False, "--ceil-mode", help="Pooling: round the output size up."),
     count_include_pad: bool = typer.Option(
         True, "--count-include-pad/--no-count-include-pad", help="avg: count padding."
@@ -746,9 +859,10 @@ def explain(
     p: float = typer.Option(2.0, "--p", help="lp: the power."),
     seed: int | None = typer.Option(None, "--seed", help="stochastic: make the choice repeatable."),
     is_global: bool = typer.Option(False, "--global", help="Global pooling."),
-    to: str | None = typer.Option(None, "--to", help="Adaptive pooling to WxH."),
+    to: str | None = typer.Option(None, "--to", metavar="WxH", help="Adaptive pooling to WxH (width x height)."),
     gray: bool = GRAY,
-    png: str | None = typer.Option(None, "--png", help="Also draw the explanation as a PNG diagram."),
+    png: str | None = typer.Option(None, "--png", metavar="FILE",
+                                   help="Also draw the explanation as a PNG diagram."),
     json_out: bool = JSON,
     demo: bool = typer.Option(False, "--demo", help="The classic 4×4 → 2×2 pooling and a 3×3 blur, no image needed."),
     max_pixels: int = MAX_PIXELS,
