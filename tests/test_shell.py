@@ -176,3 +176,29 @@ def test_format_same_keeps_each_inputs_format(cli, tmp_path):
     assert sorted(os.listdir(tmp_path / "out")) == ["a_max2.png", "b_max2.jpg", "g_max2.png"]
     assert "g.gif: written as PNG" in r.stderr
     assert Image.open(tmp_path / "out" / "b_max2.jpg").format == "JPEG"
+
+
+def test_help_reads_at_80_and_100_columns(cli):
+    for columns in ("80", "100"):
+        for command in ("convolve", "pool", "run", "explain"):
+            r = cli(command, "--help", env={"COLUMNS": columns})
+            text = r.stdout.decode()
+            assert r.code == 0 and "…" not in text, (command, columns)
+            assert " TEXT" not in text, (command, columns)  # every value has its shape or its choices
+            if command != "explain":
+                for panel in ("Arguments:", "Operation:", "Output:", "Batch:", "Performance:", "Cluster:"):
+                    assert panel in text, (command, panel)
+            lines = text.splitlines()
+            for i, line in enumerate(lines):  # every option has a description, on its line or the next
+                if line.startswith("  -") and len(line.split()) < 2 + line.count(","):
+                    assert lines[i + 1].startswith(" " * 20), (command, line)
+    pool = cli("pool", "--help", env={"COLUMNS": "80"}).stdout.decode()
+    assert "[max|min|median|avg|lp|stochastic|l2]" in pool and "K|KHxKW" in pool and "WxH" in pool
+    run = cli("run", "--help", env={"COLUMNS": "80"}).stdout.decode()
+    from poolcli import ops
+
+    for name in ops.OPERATIONS:
+        if ops.OPERATIONS[name].kind != "pool":
+            assert f"  {name}" in run, name
+    conv = cli("convolve", "--help", env={"COLUMNS": "80"}).stdout.decode()
+    assert "[reflect|mirror|nearest|wrap|constant|valid]" in conv
