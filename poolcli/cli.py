@@ -32,7 +32,7 @@ app = typer.Typer(
     no_args_is_help=False,
     invoke_without_command=True,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 1000},
     help="Convolution kernels and CNN pooling for images, compiled with Numba.\n\n"
     "Examples:\n\n"
     "  poolcli convolve photo.png -k sobel\n\n"
