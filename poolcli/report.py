@@ -98,7 +98,7 @@ def render(console, command: str, settings: dict, results: Sequence[FileResult],
         more = f" (+{len(r.written) - 1} more files)" if len(r.written) > 1 else ""
         shown = r.output if r.output in r.written or not r.written else r.written[-1]
         console.print(
-            f"{r.input} {r.width}x{r.height}x{r.channels} {r.dtype} → {shown} {r.out_width}x{r.out_height}{more}",
+            f"{r.input} {r.width}x{r.height}x{r.channels} {r.dtype} → {shown} {r.out_width}x{r.out_height} (WxH){more}",
             highlight=False,
             markup=False,
         )

@@ -582,7 +582,7 @@ def _tile(title: str, arr: np.ndarray, colour: int, bank: bool, scale: float = 1
         title += " (mean of 3 channels)"
     gap = 4 if count > 1 else 0
     tile_w, tile_h = cols * dw + (cols - 1) * gap, rows_n * dh + (rows_n - 1) * gap
-    return _Tile((f"{title}  {w}x{h}x{colour}", pictures, cols, dw, dh, gap, tile_w, tile_h))
+    return _Tile((f"{title}  {w}x{h}x{colour} (WxHxC)", pictures, cols, dw, dh, gap, tile_w, tile_h))
 
 
 def montage(panels: list[tuple], path: str | None = None):
