@@ -476,3 +476,35 @@ def test_m3_saved_stages_and_a_montage_of_a_large_photo_stay_bounded(measured, t
     assert max(Image.open(tmp_path / "m.png").size) <= 4096
     # 3 MP: a stage is 36 MB of float32; twelve of them held at once would be 430 MB more
     assert saved_mb < 450 and r.peak_mb < 450, (saved_mb, r.peak_mb)
+
+
+# ------------------------------------------------------------------ U3, D2
+
+
+def test_u3_a_streamed_tiff_gets_the_tag_table_checks(cli, tmp_path):
+    from hostile import tiff_tag_bomb
+
+    (tmp_path / "tags.tif").write_bytes(tiff_tag_bomb(200, 1_000_000))
+    for flag in ("--stream", "--no-stream"):
+        r = cli("pool", "tags.tif", "-m", "max", "-s", "1", "-o", "o.png", flag)
+        assert r.code == 1 and "tags claim" in r.stderr, (flag, r)
+        assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize("what", ["explain", "montage", "report"])
+def test_d2_secondary_files_are_replaced_atomically_never_rewritten_in_place(cli, tmp_path, what):
+    """A file written in place would change under every hard link to it (and be cut short on a
+    full disk); a temp file renamed over it leaves the old inode, and so the link, untouched."""
+    _photo(tmp_path / "in.png")
+    (tmp_path / "old").write_bytes(b"the old file")
+    os.link(tmp_path / "old", tmp_path / "target.png" if what != "report" else tmp_path / "target.json")
+    if what == "explain":
+        r = cli("explain", "in.png", "-k", "sobel", "--at", "1,1", "--png", "target.png")
+    elif what == "montage":
+        r = cli("convolve", "in.png", "-k", "sobel", "-o", "o.png", "--montage", "target.png", "-q")
+    else:
+        r = cli("convolve", "in.png", "-k", "sobel", "-o", "o.png", "--report", "target.json", "-q")
+    assert r.code == 0, r
+    assert (tmp_path / "old").read_bytes() == b"the old file"
+    new = tmp_path / ("target.json" if what == "report" else "target.png")
+    assert new.read_bytes() != b"the old file" and not [p for p in tmp_path.iterdir() if p.name.startswith(".poolcli-")]
