@@ -288,3 +288,40 @@ def test_random_output_targets_never_touch_an_input(cli, tmp_path, case):
         assert (tmp_path / name).read_bytes() == before[name], (args, name)
     if r.code == 2:  # refused: nothing written
         assert not [p for p in tmp_path.iterdir() if p.name not in ("a.png", "b.png")], (args, r)
+
+
+# ------------------------------------------------------------------ scheduler addresses and terminals
+
+ADDRESS_PARTS = ["tcp://", "tls://", "gopher://", "", "127.0.0.1", "[::1", "localhost", "::", "not a url", ":",
+                 ":abc", ":-1", ":99999", ":1", "/x", "?q=1", "%", " "]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_random_scheduler_addresses_are_one_line(cli, tmp_path, case):
+    pytest.importorskip("distributed")
+    from PIL import Image
+
+    Image.fromarray(photo(20, 24)).save(tmp_path / "a.png")
+    rng = np.random.default_rng(SEED + 200 + case)
+    address = "".join(ADDRESS_PARTS[i] for i in rng.integers(0, len(ADDRESS_PARTS), int(rng.integers(1, 5))))
+    if not address.strip():
+        address = "tcp://:abc"
+    r = cli("pool", "a.png", "-m", "max", "-s", "2", "-o", "o.png", "--scheduler", address, timeout=90)
+    assert "Traceback" not in r.stderr and r.code == 2, (address, r)
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("poolcli: error:")]
+    assert len(errors) == 1, (address, r)
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_random_terminal_encodings_never_fail(cli, tmp_path, case):
+    from PIL import Image
+
+    Image.fromarray(photo(20, 24)).save(tmp_path / "a.png")
+    rng = np.random.default_rng(SEED + 300 + case)
+    encoding = str(rng.choice(["ascii", "latin-1", "cp1252", "cp437", "koi8-r", "utf-16"]))
+    commands = [["kernels"], ["kernels", "gaussian"], ["explain", "--demo"], ["run", "--help"],
+                ["explain", "a.png", "-m", "avg", "--global"], ["pool", "a.png", "-m", "max", "-s", "2", "-o", "o.png"],
+                ["convolve", "a.png", "-k", "sobel", "--dry-run", "-o", "o.png"]]  # fmt: skip
+    args = commands[int(rng.integers(0, len(commands)))]
+    r = cli(*args, env={"PYTHONIOENCODING": encoding})
+    assert r.code == 0 and "Traceback" not in r.stderr, (encoding, args, r)
