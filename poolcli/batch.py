@@ -638,15 +638,19 @@ def check_fits(task: Task, job, name: str, max_pixels: int | None) -> None:
         if not stat.S_ISREG(st.st_mode):
             return
         size = streams.image_size(task.source)
+        if not size or min(size) <= 0 or (max_pixels and size[0] * size[1] > max_pixels):
+            return
+        have = memory.budget()
+        npy = task.source.lower().endswith(".npy")  # any channel count; its header is cheap to read
+        if have is None or (not npy and memory.estimate(job, size[0], size[1], 4) <= have[0]):
+            return  # fits even with four colour channels: no need to look further (the common case)
         colour = images.probe_colour(task.source)
     except Exception:  # noqa: BLE001 - a header this cannot read: decoding names the problem
         return
-    if not size or not colour or min(size) <= 0 or (max_pixels and size[0] * size[1] > max_pixels):
+    if not colour or size[0] * size[1] * colour > st.st_size * 1024:  # a claim decoding refuses itself
         return
-    if size[0] * size[1] * colour > st.st_size * 1024:  # claims far more than any codec packs: decoding says so
-        return
-    need, have = memory.estimate(job, size[0], size[1], colour), memory.budget()
-    if have is not None and need > have[0]:
+    need = memory.estimate(job, size[0], size[1], colour)
+    if need > have[0]:
         raise ImageError(f"{name}: {size[0]}x{size[1]} needs about {memory.human(need)} of memory for this "
                          f"job, more than the {memory.human(have[0])} that {have[1]} leaves")  # fmt: skip
 
