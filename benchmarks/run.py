@@ -721,7 +721,7 @@ def peak_rss_of(fn) -> float:
 def bench_png(data, reps: int) -> None:
     from PIL import Image
 
-    from poolcli import images
+    from poolcli import io as pio
 
     arr = np.asarray(Image.open(data["big"]))
     say("\n### PNG encoding of the 12-MP photo (what `save` costs)\n")
@@ -739,7 +739,7 @@ def bench_png(data, reps: int) -> None:
 
     def ours(level):
         def go():
-            sizes[f"poolcli encoder level {level}"] = len(images.encode(arr[:, :, :3], False, "png", png_level=level))
+            sizes[f"poolcli encoder level {level}"] = len(pio.encode(arr[:, :, :3], False, "png", png_level=level))
 
         return go
 

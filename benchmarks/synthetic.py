@@ -26,10 +26,11 @@ def band(y0: int, rows: int, width: int) -> np.ndarray:
 
 
 def write(path: str, width: int, height: int, level: int = 1) -> None:
-    from poolcli import images, streams
+    from poolcli import io as pio
+    from poolcli.io import png
 
-    with images.atomic_output(path) as fh:
-        sink = streams.PngSink(fh, width, height, 3, np.uint8, level, None, 2)
+    with pio.atomic_output(path) as fh:
+        sink = png.PngSink(fh, width, height, 3, np.uint8, level, None, 2)
         step = max(1, (16 << 20) // (width * 3))
         for y0 in range(0, height, step):
             sink.write(band(y0, min(step, height - y0), width))

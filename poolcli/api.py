@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ImageError, UsageError
+from .engine.runtime import engine, row_blocks, run_compiled
+from .errors import ImageError, UsageError, did_you_mean
 from .kernels import get_kernel
-from .ops import BOUNDARIES, BOUNDARY_ALIASES, OPERATIONS, POOL_MODES
+from .layout import as_image, in_layout
+from .ops import BOUNDARIES, BOUNDARY_ALIASES, OPERATIONS, PICKS, POOL_MODES
 
 __all__ = ["convolve", "pool", "get_kernel", "BOUNDARIES", "MODES", "resolve_boundary", "resolve_mode"]
 
@@ -28,138 +29,13 @@ MAX_INT = 2**31 - 1  # every integer option: a C int, as PyTorch's and OpenCV's
 MAX_REACH = 1 << 16  # (kernel side − 1) × dilation: how far one output looks, in pixels
 MAX_OUTPUT_PIXELS = 1 << 28  # adaptive pooling's requested output size
 
-_compile_ms = 0.0
-
-
-def take_compile_ms() -> float:
-    """Milliseconds spent compiling or loading compiled code since the last call."""
-    global _compile_ms
-    ms, _compile_ms = _compile_ms, 0.0
-    return ms
-
-
-def compile_ms_so_far() -> float:
-    """Milliseconds spent compiling since the last :func:`take_compile_ms`, without resetting."""
-    return _compile_ms
-
-
-def engine_loaded() -> bool:
-    """Whether :func:`engine` has imported the compiled-loop modules (and Numba) already."""
-    import sys
-
-    return "poolcli.engine.pool" in sys.modules
-
-
-def engine():
-    """The compiled-loop modules; importing Numba (≈0.2 s) counts as compile time."""
-    global _compile_ms
-    if not engine_loaded():
-        t0 = time.perf_counter()
-        from .engine import convolve, pixels, png, pool  # noqa: F401
-
-        _compile_ms += (time.perf_counter() - t0) * 1e3
-    from . import engine as eng
-
-    return eng
-
-
-compile_notice = None  # the command line sets a callable: told once, before the first real compilation
-# Arrays of fewer elements than this are computed on one thread (the serial twin): on them the
-# parallel loop's dispatch costs about what it saves, and compiling the twin the first time
-# takes half as long (a fresh install's first 0.3-MP Sobel: 10.8 → 5.8 s).
-SERIAL_BELOW = 1 << 20
-FORCE_PARALLEL = False  # `poolcli warmup` compiles the parallel forms whatever the image size and load
-
-
-def _cached(fn, sig) -> bool:
-    """Whether Numba's on-disk cache holds ``fn`` for ``sig`` (so compiling only loads it)."""
-    try:
-        cache = fn._cache
-        return cache._index_key(sig, fn.targetctx.codegen()) in cache._cache_file._load_index()
-    except Exception:  # noqa: BLE001 - Numba's cache internals: when unsure, assume it is cached
-        return True
-
-
-def run_compiled(fn, *args) -> None:
-    """Call a compiled engine function, timing its compilation (or cache load) separately; on
-    one thread, its serial twin (see :func:`poolcli.engine._jit.pjit`)."""
-    global _compile_ms, compile_notice
-    from numba import typeof
-
-    serial = getattr(fn, "serial", None)
-    share = 0  # threads to use when fewer than configured: the machine is busy
-    if serial is not None and not FORCE_PARALLEL:
-        n = threads()
-        if n == 1 or max(getattr(a, "size", 0) for a in args) < SERIAL_BELOW:
-            fn = serial
-        else:
-            free = free_cores()
-            if free <= 1:
-                fn = serial
-            elif free < n:
-                share = free
-    sig = tuple(typeof(a) for a in args)
-    if sig not in fn.overloads:
-        if compile_notice is not None and not _cached(fn, sig):
-            notice, compile_notice = compile_notice, None
-            notice()
-        t0 = time.perf_counter()
-        fn.compile(sig)
-        _compile_ms += (time.perf_counter() - t0) * 1e3
-    if share:
-        import numba
-
-        before = numba.get_num_threads()
-        numba.set_num_threads(share)
-        try:
-            fn(*args)
-        finally:
-            numba.set_num_threads(before)
-        return
-    fn(*args)
-
-
-def free_cores() -> int:
-    """Cores no other process keeps busy right now (see :mod:`poolcli.load`)."""
-    from .load import free_cores as free
-
-    return free()
-
-
-def row_blocks(rows: int) -> int:
-    """How many blocks of output rows to hand to ``prange``: a few per thread, for balance."""
-    import numba
-
-    return max(1, min(rows, 4 * numba.get_num_threads()))
-
-
-def threads() -> int:
-    """How many compute threads the engine uses now."""
-    import numba
-
-    return numba.get_num_threads()
-
-
-def set_threads(n: int | None) -> None:
-    """Bound the compute threads (``--threads``); None leaves Numba's default (all cores)."""
-    if n is None:
-        return
-    if n < 1:
-        raise UsageError(f"--threads must be at least 1, got {n}")
-    import numba
-
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-
 
 def _choose(value: str, canon: Sequence[str], aliases: dict[str, str], what: str) -> str:
     key = str(value).strip().lower()
     key = aliases.get(key, key)
     if key in canon:
         return key
-    import difflib
-
-    close = difflib.get_close_matches(key, list(canon) + list(aliases), n=1, cutoff=0.5)
-    hint = f"; did you mean '{aliases.get(close[0], close[0])}'?" if close else ""
+    hint = did_you_mean(key, canon, aliases)
     raise UsageError(f"unknown {what} '{value}'{hint} (choose from {', '.join(canon)})")
 
 
@@ -171,96 +47,6 @@ def resolve_boundary(boundary: str) -> str:
 def resolve_mode(mode: str) -> str:
     """Canonical pooling mode for a name or an alias (``l2`` is ``lp`` with p = 2)."""
     return _choose(mode, MODES, MODE_ALIASES, "pooling mode")
-
-
-LAYOUTS = ("hwc", "chw", "nhwc", "nchw")
-
-
-def as_array(image):
-    """``image`` as a NumPy array: a CPU tensor (PyTorch's, or anything with ``detach``) is
-    detached and viewed; a tensor on another device is refused, naming ``.cpu()``."""
-    if hasattr(image, "detach") and hasattr(image, "device"):
-        device = getattr(image.device, "type", str(image.device))
-        if device != "cpu":
-            raise UsageError(f"image is a tensor on {device}: move it to the CPU first (tensor.cpu())")
-        image = image.detach()
-        if hasattr(image, "resolve_conj"):
-            image = image.resolve_conj()
-        image = image.numpy()
-    return np.asarray(image)
-
-
-def looks_channels_first(shape: tuple) -> bool:
-    """A 3-D shape whose first axis could be channels (≤ 4) and whose last could not (> 4)."""
-    return len(shape) == 3 and shape[0] <= 4 and shape[2] > 4
-
-
-def check_layout(layout: str | None, ndim: int, shape: tuple, what: str = "image") -> str:
-    """The layout ``layout`` names for an array of this shape (contract §5); UsageError for
-    an unknown one, a mismatch of axes, 4-D input without one, or — only when no layout is
-    given — a 3-D array that looks channels-first."""
-    if layout is None:
-        if ndim == 4:
-            raise UsageError(f"{what} of shape {shape} is a batch: pass layout=\"nchw\" or layout=\"nhwc\"")
-        if looks_channels_first(shape):
-            raise UsageError(
-                f"{what} of shape {shape} looks channels-first (C, H, W): pass layout=\"chw\" "
-                "(or layout=\"hwc\" if it really is H×W×C)"
-            )
-        return "hwc"
-    key = str(layout).strip().lower()
-    if key not in LAYOUTS:
-        raise UsageError(f"unknown layout {layout!r} (choose from {', '.join(LAYOUTS)})")
-    want = {"hwc": (2, 3), "chw": (3,), "nhwc": (4,), "nchw": (4,)}[key]
-    if ndim not in want:
-        axes = " or ".join(f"{n}-D" for n in want)
-        raise UsageError(f"layout=\"{key}\" takes a {axes} {what}, got shape {shape}")
-    return key
-
-
-def in_layout(image, layout: str | None, fn, *, per_image: bool = False):
-    """``fn`` (an (H, W[, C]) array → (OH, OW[, C']) array) applied to ``image`` laid out as
-    ``layout`` says, the result laid out alike.  Channels are independent for convolution and
-    pooling, so a batch runs as one (H, W, N·C) call; ``per_image`` runs one call an image
-    (stages that mix channels)."""
-    arr = as_array(image)
-    key = check_layout(layout, arr.ndim, arr.shape)
-    if key == "hwc":
-        return fn(arr)
-    if key == "chw":
-        return np.ascontiguousarray(np.moveaxis(fn(np.moveaxis(arr, 0, -1)), -1, 0))
-    hwc = arr if key == "nhwc" else np.moveaxis(arr, 1, -1)  # (N, H, W, C)
-    if per_image:
-        out = np.stack([fn(np.ascontiguousarray(x)) for x in hwc])
-    else:
-        n, h, w, c = hwc.shape
-        flat = fn(np.ascontiguousarray(hwc.transpose(1, 2, 0, 3).reshape(h, w, n * c)))
-        out = flat.reshape(flat.shape[0], flat.shape[1], n, c).transpose(2, 0, 1, 3)
-    return np.ascontiguousarray(out if key == "nhwc" else np.moveaxis(out, -1, 1))
-
-
-def as_image(image) -> np.ndarray:
-    """A C-contiguous (H, W, C) view or copy in one of the engine's dtypes."""
-    arr = np.asarray(image)
-    if arr.ndim not in (2, 3):
-        raise UsageError(f"image must be (H, W) or (H, W, C), got shape {arr.shape}")
-    if arr.size == 0:
-        raise ImageError(f"image is empty (shape {arr.shape})")
-    if not arr.dtype.isnative:  # big-endian samples: the same type in this machine's order
-        arr = arr.astype(arr.dtype.newbyteorder("="))
-    if arr.dtype == np.bool_:
-        arr = arr.astype(np.uint8)
-    elif arr.dtype == np.float16:
-        arr = arr.astype(np.float32)
-    elif arr.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
-        if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-            raise UsageError(f"image dtype {arr.dtype} is not supported (use uint8, uint16, float32 or float64)")
-        arr = arr.astype(np.float64)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if not arr.flags.writeable:  # one compiled signature per dtype: Numba types read-only arrays apart
-        return arr.copy()
-    return np.ascontiguousarray(arr)
 
 
 def _positive_int(value, name: str) -> int:
@@ -598,7 +384,7 @@ def _axis_windows(n: int, k: int, s: int, p: int, d: int, o: int):
     return start, np.full(o, k, np.int64), in_padded, in_image
 
 
-def _adaptive_windows(n: int, o: int):
+def adaptive_windows(n: int, o: int):
     """adaptive_*_pool2d windows: [floor(i·n/o), ceil((i+1)·n/o))."""
     i = np.arange(o, dtype=np.int64)
     start = (i * n) // o
@@ -781,8 +567,8 @@ class PoolPlan:
         dtype = np.dtype(dtype)
         if spec.output_size is not None:
             oh, ow = spec.output_size
-            self.rstart, self.rcount = _adaptive_windows(H, oh)
-            self.cstart, self.ccount = _adaptive_windows(W, ow)
+            self.rstart, self.rcount = adaptive_windows(H, oh)
+            self.cstart, self.ccount = adaptive_windows(W, ow)
             self.dh = self.dw = 1
             kh = kw = 0
             self.fast = False
@@ -803,7 +589,7 @@ class PoolPlan:
             self.fast = (sh, sw) == (kh, kw) and ph == pw == 0 and dh == dw == 1 and oh * kh <= H and ow * kw <= W
         self.oh, self.ow, self.kh, self.kw = oh, ow, kh, kw
         self.pixels = as_pixels and self.fast and direct_pixels(np.empty(0, dtype), spec)
-        if spec.mode in ("max", "min", "median", "stochastic"):
+        if spec.mode in PICKS:
             self.dtype = dtype
         else:
             self.dtype = np.dtype(np.uint8 if self.pixels else np.float32)

@@ -1,7 +1,7 @@
 """Images larger than memory: operations on bands of rows (contract §10).
 
 A :class:`Rows` hands out an image's rows top to bottom, a band at a time.  Decoders are Rows
-(:mod:`poolcli.streams`), and so is every operation here: :class:`ConvolveRows`,
+(:mod:`poolcli.io`), and so is every operation here: :class:`ConvolveRows`,
 :class:`PoolRows`, :class:`MapRows` (element-wise stages) and :class:`NormalizeRows` each pull
 from the Rows before them, keeping only the source rows their windows need, so a pipeline is a
 chain of them and memory grows with the image's width times the windows' heights, not with
@@ -21,30 +21,8 @@ import numpy as np
 
 from . import api
 from .errors import ImageError
-
-
-class Rows:
-    """Rows of an (height, width, channels) image of ``dtype``, read top to bottom."""
-
-    height: int
-    width: int
-    channels: int
-    dtype: np.dtype
-
-    def read(self, n: int) -> np.ndarray:
-        """The next ``min(n, rows left)`` rows, (rows, width, channels), C-contiguous."""
-        raise NotImplementedError
-
-    def rewind(self) -> None:
-        """Start again from the first row."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Release what this holds (files); a closed Rows is not read again."""
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return self.height, self.width, self.channels
+from .layout import as_image
+from .rows import Rows
 
 
 class ArrayRows(Rows):
@@ -143,7 +121,7 @@ class _Window:
 
 def _channels(band: np.ndarray, first: int, last: int | None = None) -> np.ndarray:
     """A C-contiguous engine-ready copy or view of channels first … last − 1."""
-    return api.as_image(band[:, :, first:last])
+    return as_image(band[:, :, first:last])
 
 
 class _Stage(Rows):
@@ -267,7 +245,7 @@ class PoolRows(_Stage):
 
     def __init__(self, src: Rows, spec, *, as_pixels: bool = False):
         self.src = src
-        self.in_dtype = dtype = api.as_image(np.zeros((1, 1, 1), src.dtype)).dtype
+        self.in_dtype = dtype = as_image(np.zeros((1, 1, 1), src.dtype)).dtype
         self.plan = api.PoolPlan(src.shape, dtype, spec, as_pixels=as_pixels)
         self.height, self.width, self.channels = self.plan.oh, self.plan.ow, src.channels
         self.dtype = np.dtype(self.plan.dtype)
@@ -281,7 +259,7 @@ class PoolRows(_Stage):
         lo, hi = self.plan.source_rows(y0, y1)
         out = np.empty((y1 - y0, self.width, self.channels), self.dtype)
         if lo < hi:
-            self.plan.compute(api.as_image(self.window.rows(lo, hi)), lo, y0, y1, out)
+            self.plan.compute(as_image(self.window.rows(lo, hi)), lo, y0, y1, out)
         else:  # every window of the band lies in the padding (dilation): a row far away stands in
             self.plan.compute(np.zeros((1, self.src.width, self.channels), self.in_dtype), -(1 << 40), y0, y1, out)
         self.at = y1

@@ -1,9 +1,11 @@
 """What one command does to one image, as a picklable value.
 
-A job turns a decoded :class:`~poolcli.images.Picture` into a float or integer result and says
-how that result becomes pixels; :func:`poolcli.batch.process_file` runs it between reading and
-writing.  Jobs hold plain data and the API's validated specs only, so they travel to worker
-processes unchanged; building one checks every option (UsageError) before any file is read.
+A job turns a decoded :class:`~poolcli.io.Picture` into a float or integer result and says
+how that result becomes pixels; :func:`poolcli.runner.work.process_file` runs it between reading
+and writing.  :class:`Job` is the protocol the runner reads, and nothing else; :func:`as_job`
+gives any object with ``apply`` (a test's, a plug-in's) that protocol.  Jobs hold plain data and
+the API's validated specs only, so they travel to worker processes unchanged; building one checks
+every option (UsageError) before any file is read.
 
 Default file-name tags: every option that changes the result changes the tag, so two runs with
 different settings never write the same default name (see the README's "Output names").
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import api, tags
-from .images import Picture
+from .io.picture import Picture
 from .kernels import kernel_sums_to_zero
 
 
@@ -47,8 +49,75 @@ class Banded:
 SCALES = ("auto", "clip", "normalize", "abs")
 
 
+class Job:
+    """What the runner asks of a job: its ``command``, ``tag`` (``tag_given``: named by
+    ``--tag``), ``gray``, a run's ``pipeline`` and ``save_stages``, ``is_global`` (pooling to
+    one value per channel, printed), and :meth:`compute`, :meth:`banded`, :meth:`npy`,
+    :meth:`settings`."""
+
+    command = ""
+    tag = "job"
+    tag_given = False
+    gray = False
+    pipeline = None  # poolcli.pipeline.Pipeline of a run job
+    save_stages = False
+    is_global = False
+
+    @property
+    def has_maps(self) -> bool:
+        """Whether the result is a kernel bank's feature maps (one file each in image formats)."""
+        return self.pipeline is not None and self.pipeline.has_bank
+
+    def apply(self, pic: Picture, panels: list | None = None) -> Result:
+        raise NotImplementedError
+
+    def compute(self, pic: Picture, *, panels: list | None = None, save=None, pixels: bool = False) -> Result:
+        """The result of :meth:`apply`: ``panels`` (for a montage) gets each stage's map, ``save``
+        writes each stage ``--save-stages`` keeps as it finishes, and ``pixels`` says the result
+        will be written as pixels (8-bit average pooling may give them directly)."""
+        return self.apply(pic) if panels is None else self.apply(pic, panels=panels)
+
+    def banded(self, src, alpha: bool, *, pixels: bool = False) -> Banded:
+        raise NotImplementedError(f"{type(self).__name__} does not stream")
+
+    def npy(self, result: Result) -> np.ndarray:
+        """What ``--format npy`` writes: every channel of the result, as computed."""
+        return result.array
+
+    def settings(self) -> dict:
+        """Every setting resolved, for the JSON report."""
+        return {}
+
+
+class _Adopted(Job):
+    """A job that is not a :class:`Job` (a test's, a plug-in's), given the protocol: what it
+    defines is used, the protocol's defaults fill the rest."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        for name in ("command", "tag", "tag_given", "gray", "pipeline", "save_stages", "is_global"):
+            setattr(self, name, getattr(inner, name, getattr(Job, name)))
+
+    def apply(self, pic: Picture, panels: list | None = None) -> Result:
+        return self.inner.apply(pic) if panels is None else self.inner.apply(pic, panels=panels)
+
+    def banded(self, src, alpha: bool, *, pixels: bool = False) -> Banded:
+        return self.inner.banded(src, alpha, pixels=pixels)
+
+    def npy(self, result: Result) -> np.ndarray:
+        return self.inner.npy(result) if hasattr(self.inner, "npy") else result.array
+
+    def settings(self) -> dict:
+        return self.inner.settings() if hasattr(self.inner, "settings") else {}
+
+
+def as_job(job) -> Job:
+    """``job`` as a :class:`Job`: itself when it is one."""
+    return job if isinstance(job, Job) else _Adopted(job)
+
+
 @dataclass(frozen=True)
-class ConvolveJob:
+class ConvolveJob(Job):
     spec: api.ConvolveSpec
     name: str  # the kernel's part of the tag: its name, file stem, or custom-<hash>
     gray: bool = False
@@ -117,7 +186,7 @@ class ConvolveJob:
 
 
 @dataclass(frozen=True)
-class PoolJob:
+class PoolJob(Job):
     spec: api.PoolSpec
     is_global: bool = False
     gray: bool = False
@@ -178,6 +247,11 @@ class PoolJob:
         colour = pic.pixels.shape[2] - (1 if pic.alpha else 0)
         return Result(out, colour, "clip", values)
 
+    def compute(self, pic: Picture, *, panels: list | None = None, save=None, pixels: bool = False) -> Result:
+        if panels is not None:
+            return self.apply(pic, panels=panels)
+        return self.apply(pic, pixels=True) if pixels else self.apply(pic)
+
     def banded(self, src, alpha: bool, *, pixels: bool = False) -> Banded:
         """:meth:`apply` band by band on the rows ``src`` (alpha last when ``alpha``)."""
         from .bands import PoolRows
@@ -191,7 +265,7 @@ class PoolJob:
 
 
 @dataclass(frozen=True)
-class RunJob:
+class RunJob(Job):
     """A ``poolcli run`` pipeline (see :mod:`poolcli.pipeline`) applied to each image."""
 
     pipeline: object  # poolcli.pipeline.Pipeline
@@ -257,6 +331,9 @@ class RunJob:
 
         out, colour = self.pipeline.apply(pic.pixels, pic.pixels.shape[2] - (1 if pic.alpha else 0), on_stage)
         return Result(out, colour, self.scale_rule(), None, self.pipeline.has_bank, tuple(extras), tuple(times))
+
+    def compute(self, pic: Picture, *, panels: list | None = None, save=None, pixels: bool = False) -> Result:
+        return self.apply(pic, save=save) if panels is None else self.apply(pic, panels=panels, save=save)
 
     def banded(self, src, alpha: bool, *, pixels: bool = False) -> Banded:
         """:meth:`apply` band by band on the rows ``src`` (alpha last when ``alpha``)."""

@@ -8,7 +8,6 @@ kernels; :func:`poolcli.convolve` returns √(gx² + gy²) for such a stack.
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 from collections.abc import Callable
@@ -16,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import UsageError
+from .errors import UsageError, did_you_mean
+from .io.registry import NPY_SIGNATURE
 from .tags import weights_hash
 
 
@@ -130,9 +130,7 @@ def resolve_name(name: str) -> str:
     key = ALIASES.get(key, key)
     if key in KERNELS:
         return key
-    choices = list(KERNELS) + list(ALIASES)
-    close = difflib.get_close_matches(key, choices, n=1, cutoff=0.5)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
+    hint = did_you_mean(key, [*KERNELS, *ALIASES])
     raise UsageError(f"unknown kernel '{name}'{hint} (see `poolcli kernels`)")
 
 
@@ -219,7 +217,7 @@ def load_kernel_file(path: str) -> np.ndarray:
     block, a device never end), read once, never unpickled."""
     label = f"@{path}"
     data = _read_kernel_file(path, label)
-    if path.lower().endswith(".npy") or data[:6] == b"\x93NUMPY":
+    if path.lower().endswith(".npy") or data.startswith(NPY_SIGNATURE):
         import io
 
         try:

@@ -49,7 +49,7 @@ def estimate(job, width: int, height: int, colour: int) -> int:
     decoded pixels (as float64 at most) and the float32 arrays of its widest step."""
     px = width * height
     held = px * (colour + 1) * 8  # the decoded image, alpha included
-    pipe = getattr(job, "pipeline", None)
+    pipe = job.pipeline
     if pipe is None:
         return held + px * (colour + 1) * 4
     channels = [colour] + pipe.colours(colour)

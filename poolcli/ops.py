@@ -229,6 +229,7 @@ OPERATIONS: dict[str, Operation] = {
 }  # fmt: skip
 
 POOL_MODES = tuple(name for name, op in OPERATIONS.items() if op.kind == "pool")
+PICKS = tuple(name for name in POOL_MODES if OPERATIONS[name].dtype == "input")  # each output is one input value
 
 
 def help_list(kind: str) -> str:

@@ -19,7 +19,6 @@ A pooling mode's name is read as pooling even where it is also a kernel alias (`
 
 from __future__ import annotations
 
-import difflib
 import shlex
 import time
 from collections.abc import Callable
@@ -28,8 +27,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from . import api, ops, tags
-from .errors import ImageError, UsageError
+from .engine.runtime import compile_ms_so_far
+from .errors import ImageError, UsageError, did_you_mean
 from .kernels import ALIASES, KERNELS, choose_kernel, kernel_sums_to_zero
+from .layout import as_image, in_layout
 
 _SCALE_RESETS = ("normalize", "sigmoid", "tanh")  # after these, 'auto' clips (results in 0–1 or −1–1)
 
@@ -111,8 +112,7 @@ def _arguments(op: ops.Operation, tokens: list[str], number: int, text: str) -> 
             param = op.param(key)
             if param is None:
                 known = ", ".join(p.name for p in op.params) or "none"
-                close = difflib.get_close_matches(key, [p.name for p in op.params], n=1, cutoff=0.5)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
+                hint = did_you_mean(key, [p.name for p in op.params])
                 raise _fail(number, text, f"unknown option '{key}' for {op.name}{hint} (options: {known})")
             if key in values:
                 raise _fail(number, text, f"'{key}' is given twice")
@@ -168,8 +168,7 @@ def _conv_stage(kernel: str, tokens: list[str], number: int, text: str) -> Stage
 def _pool_stage(mode: str, rest: list[str], number: int, text: str, shape: str = "window") -> Stage:
     op = ops.lookup(mode)
     if op is None or op.kind != "pool":
-        close = difflib.get_close_matches(mode.lower(), ops.POOL_MODES, n=1, cutoff=0.5)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
+        hint = did_you_mean(mode.lower(), ops.POOL_MODES)
         raise _fail(number, text, f"unknown pooling mode '{mode}'{hint} (choose from {', '.join(ops.POOL_MODES)})")
     where = f"pipeline stage {number} '{text.strip()}'"
     if shape == "window":
@@ -234,8 +233,7 @@ def parse_stage(text: str, number: int) -> Stage:
     if _is_kernel_name(head):
         return _conv_stage(head, rest, number, text)
     choices = ops.names() + list(KERNELS)
-    close = difflib.get_close_matches(key, choices, n=1, cutoff=0.5)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
+    hint = did_you_mean(key, choices)
     raise _fail(number, text, f"unknown operation '{head}'{hint} (operations: conv, pool, global, adaptive, "
                               f"{', '.join(n for n in ops.OPERATIONS if n != 'conv')}, or a kernel name)")  # fmt: skip
 
@@ -297,10 +295,10 @@ class Pipeline:
         of computing, compilation left out)."""
         x = image
         for i, stage in enumerate(self.stages, start=1):
-            t0, c0 = time.perf_counter(), api.compile_ms_so_far()
+            t0, c0 = time.perf_counter(), compile_ms_so_far()
             x, colour = _apply(stage, x, colour)
             if on_stage is not None:  # compile time is the summary's own row, not the stage's
-                on_stage(i, stage, x, colour, time.perf_counter() - t0 - (api.compile_ms_so_far() - c0) / 1e3)
+                on_stage(i, stage, x, colour, time.perf_counter() - t0 - (compile_ms_so_far() - c0) / 1e3)
         return np.asarray(x, dtype=np.float32), colour
 
 
@@ -348,12 +346,12 @@ def run(image, pipeline, *, layout: str | None = None) -> np.ndarray:
     array([[5., 7.]], dtype=float32)
     """
     pipe = pipeline if isinstance(pipeline, Pipeline) else Pipeline.parse(pipeline)
-    return api.in_layout(image, layout, lambda x: _run_hwc(x, pipe), per_image=True)
+    return in_layout(image, layout, lambda x: _run_hwc(x, pipe), per_image=True)
 
 
 def _run_hwc(arr: np.ndarray, pipe: Pipeline) -> np.ndarray:
     squeeze = arr.ndim == 2
-    img = api.as_image(arr)  # the API's checks: dtypes, empty arrays (as convolve and pool make them)
+    img = as_image(arr)  # the API's checks: dtypes, empty arrays (as convolve and pool make them)
     out, _ = pipe.apply(img, img.shape[2])
     return out[:, :, 0] if squeeze and out.shape[2] == 1 else out
 

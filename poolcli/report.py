@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from .batch import FileResult
+from .runner.records import FileResult
 
 
 def totals(results: Sequence[FileResult], wall_ms: float) -> dict:

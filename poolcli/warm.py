@@ -8,6 +8,7 @@ ever writing the same function's cache index (:func:`halves`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 
@@ -15,11 +16,12 @@ def steps(parallel: bool) -> dict[str, list[tuple[str, Callable[[], object]]]]:
     """(label, call) pairs that compile (or load) every loop in one form, by family."""
     import numpy as np
 
-    from . import api, images
+    from . import api, io, topixels
+    from .engine import runtime
 
     def form():  # tiny arrays, and the other warmup process keeping a core busy: force the form
-        api.set_threads(max(2, api.threads()) if parallel else 1)
-        api.FORCE_PARALLEL = parallel and api.threads() > 1
+        runtime.set_threads(max(2, runtime.threads()) if parallel else 1)
+        runtime.FORCE_PARALLEL = parallel and runtime.threads() > 1
 
     def convolution(dt):
         def go():
@@ -45,10 +47,10 @@ def steps(parallel: bool) -> dict[str, list[tuple[str, Callable[[], object]]]]:
     def codecs():
         form()
         for dt in (np.uint8, np.uint16):  # float results to pixels, the PNG codec, --gray
-            images._luma(np.zeros((6, 6, 3), dt))
+            topixels.luma(np.zeros((6, 6, 3), dt))
             for scale in ("clip", "normalize"):
-                px = images.to_pixels(np.zeros((6, 6, 3), np.float32), dt, scale, 3)
-            images.decode(images.encode(px, False, "png"), "warmup")
+                px = topixels.to_pixels(np.zeros((6, 6, 3), np.float32), dt, scale, 3)
+            io.decode(io.encode(px, False, "png"), "warmup")
 
     dtypes = (np.uint8, np.uint16, np.float32, np.float64)
     return {
@@ -66,3 +68,47 @@ def halves() -> tuple[list, list]:
     first = label("parallel", par["convolution"]) + label("serial", ser["pooling"])
     second = label("parallel", par["pooling"]) + label("serial", ser["convolution"])
     return first, second + label("parallel", par["codecs"]) + label("serial", ser["codecs"])
+
+
+def compile_all(on_step: Callable[[str, int, int], None] = lambda label, done, total: None) -> None:
+    """Compile (or load) every loop in both forms, by two processes at once: this one takes the
+    first half of :func:`halves`, a forked child the second, on the other core, writing one
+    byte per step done to a pipe.  ``on_step(label, done, total)`` is told as steps start and
+    finish; RuntimeError if the child failed."""
+    from .engine import runtime
+
+    runtime.take_compile_ms()
+    runtime.engine()
+    parallel, serial = halves()
+    total = len(parallel) + len(serial)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the second half, on the other core; one byte per step done
+        code = 0
+        try:
+            os.close(read)
+            for _, step in serial:
+                step()
+                os.write(write, b".")
+        except BaseException:  # noqa: BLE001 - the parent says what failed
+            code = 1
+        os._exit(code)
+    os.close(write)
+    done_serial = 0
+    for k, (label, step) in enumerate(parallel):
+        on_step(label, k + done_serial, total)
+        step()
+        os.set_blocking(read, False)
+        try:
+            done_serial += len(os.read(read, 64))
+        except BlockingIOError:
+            pass
+        on_step(label, k + 1 + done_serial, total)
+    os.set_blocking(read, True)
+    while chunk := os.read(read, 64):
+        done_serial += len(chunk)
+        on_step("the serial forms", len(parallel) + done_serial, total)
+    os.close(read)
+    _, status = os.waitpid(child, 0)
+    if status != 0 or done_serial != len(serial):
+        raise RuntimeError("compiling in the second process failed")

@@ -286,13 +286,14 @@ def test_sigterm_stops_cleanly(tmp_path, samples):
 def test_prefetcher_inflates_plain_pngs_and_leaves_the_rest(tmp_path, samples, mixed):
     """The helper's scanlines decode to exactly what the worker's own reading gives; files it
     cannot or should not read (JPEG, corrupt, truncated, over the pixel limit) are left alone."""
-    from poolcli import batch
-    from poolcli.images import decode as decode_bytes
-    from poolcli.images import png_picture
+    from poolcli import runner
+    from poolcli.io import decode as decode_bytes
+    from poolcli.io.png import png_picture
+    from poolcli.runner import prefetch
 
     names = sorted(p for p in mixed.rglob("*") if p.is_file())
-    tasks = [batch.Task(str(p), str(tmp_path / f"o{i}.png"), "png") for i, p in enumerate(names)]
-    pre = batch.Prefetcher(tasks, max_pixels=10_000_000, skip_existing=False)
+    tasks = [runner.Task(str(p), str(tmp_path / f"o{i}.png"), "png") for i, p in enumerate(names)]
+    pre = prefetch.Prefetcher(tasks, max_pixels=10_000_000, skip_existing=False)
     os.waitpid(pre.pid, 0)  # let it finish everything instead of stopping it
     pre.pid = 0
     taken = {}
@@ -303,7 +304,7 @@ def test_prefetcher_inflates_plain_pngs_and_leaves_the_rest(tmp_path, samples, m
             want = decode_bytes(Path(task.source).read_bytes(), "x")
             header, raw, extras = got
             if extras is None:
-                from poolcli.images import png_extras
+                from poolcli.io.png import png_extras
 
                 extras = png_extras(Path(task.source).read_bytes(), "x")
             pic = png_picture(header, raw, extras, "x")
@@ -333,13 +334,15 @@ def test_a_killed_worker_loses_no_file(tmp_path, samples):
 
 
 def test_orphans_of_a_dead_worker_only_are_removed(tmp_path):
-    from poolcli import batch, images
+    from poolcli import io as pio
+    from poolcli import runner
+    from poolcli.runner import local
 
-    theirs = tmp_path / f"{images.temp_prefix(4242)}abc.tmp"
-    live = tmp_path / f"{images.temp_prefix(4243)}abc.tmp"
+    theirs = tmp_path / f"{pio.temp_prefix(4242)}abc.tmp"
+    live = tmp_path / f"{pio.temp_prefix(4243)}abc.tmp"
     theirs.write_bytes(b"x")
     live.write_bytes(b"x")
-    batch._remove_orphans([batch.Task("a.png", str(tmp_path / "a_max2.png"), "png")], 4242)
+    local._remove_orphans([runner.Task("a.png", str(tmp_path / "a_max2.png"), "png")], 4242)
     assert not theirs.exists() and live.exists()
 
 
@@ -362,16 +365,16 @@ class DiesOnSevenRows:
 
 
 def test_a_file_that_kills_its_worker_fails_alone(tmp_path):
-    from poolcli import batch
+    from poolcli import runner
 
     names = []
     for i, h in enumerate([5, 6, 7, 8, 9, 10, 11]):
         Image.fromarray(np.full((h, 4, 3), i, np.uint8)).save(tmp_path / f"i{i}.png")
         names.append(str(tmp_path / f"i{i}.png"))
     (tmp_path / "out").mkdir()
-    tasks = [batch.Task(n, str(tmp_path / "out" / os.path.basename(n)), "png") for n in names]
+    tasks = [runner.Task(n, str(tmp_path / "out" / os.path.basename(n)), "png") for n in names]
     seen = []
-    results = batch.run(tasks, DiesOnSevenRows(), jobs=2, max_pixels=None, png_level=1, on_result=seen.append)
+    results = runner.run(tasks, DiesOnSevenRows(), jobs=2, max_pixels=None, png_level=1, on_result=seen.append)
     assert seen == results and len(results) == 7
     failed = [r for r in results if r.error]
     assert [r.input for r in failed] == [names[2]] and "worker process died" in failed[0].error
@@ -469,15 +472,15 @@ def test_a_bug_in_a_worker_fails_its_file_and_the_rest_go_on(tmp_path):
     """An exception in a worker is a bug: that file's result carries it (the CLI says "internal
     error", exit 70, after writing the report), with the worker's traceback; it is not mistaken
     for a dead worker, and the other files are still written."""
-    from poolcli import batch
+    from poolcli import runner
 
     names = []
     for i, h in enumerate([5, 6, 7, 8]):
         Image.fromarray(np.full((h, 4, 3), i, np.uint8)).save(tmp_path / f"i{i}.png")
         names.append(str(tmp_path / f"i{i}.png"))
     (tmp_path / "out").mkdir()
-    tasks = [batch.Task(n, str(tmp_path / "out" / os.path.basename(n)), "png") for n in names]
-    results = batch.run(tasks, FailsOnSevenRows(), jobs=2, max_pixels=None, png_level=1)
+    tasks = [runner.Task(n, str(tmp_path / "out" / os.path.basename(n)), "png") for n in names]
+    results = runner.run(tasks, FailsOnSevenRows(), jobs=2, max_pixels=None, png_level=1)
     by_name = {os.path.basename(r.input): r for r in results}
     bad = by_name["i2.png"]
     assert "internal error: ZeroDivisionError: division by zero" in bad.error

@@ -128,15 +128,15 @@ def test_sixteen_bit_stays_sixteen_bit(cli, samples):
 
 
 def test_sixteen_bit_rgb_png_round_trip(cli, tmp_path):
-    from poolcli import images
+    from poolcli import io as pio
 
     rgb = np.random.default_rng(1).integers(0, 65536, (20, 30, 3)).astype(np.uint16)
-    (tmp_path / "rgb16.png").write_bytes(images.encode(rgb, False, "png"))
+    (tmp_path / "rgb16.png").write_bytes(pio.encode(rgb, False, "png"))
     r = cli("convolve", "rgb16.png", "-k", "identity", "-o", "same.png")
     assert r.code == 0, r
     data = (tmp_path / "same.png").read_bytes()
     assert data[24] == 16 and data[25] == 2  # a 16-bit RGB PNG
-    np.testing.assert_array_equal(images.decode(data, "x").pixels, rgb)
+    np.testing.assert_array_equal(pio.decode(data, "x").pixels, rgb)
 
 
 def test_alpha_is_carried_through(cli, samples):
@@ -406,12 +406,12 @@ def test_exif_orientation_is_applied(cli, tmp_path):
 @pytest.mark.parametrize("channels", [2, 3, 4])
 def test_sixteen_bit_colour_tiff_round_trip(cli, tmp_path, channels):
     """Pillow writes 16-bit TIFF for gray only; poolcli keeps 16 bits for colour too."""
-    from poolcli import images
+    from poolcli import io as pio
 
     px = np.random.default_rng(channels).integers(0, 65536, (20, 30, channels)).astype(np.uint16)
-    (tmp_path / "c16.tiff").write_bytes(images.encode(px, channels in (2, 4), "tiff"))
+    (tmp_path / "c16.tiff").write_bytes(pio.encode(px, channels in (2, 4), "tiff"))
     r = cli("pool", "c16.tiff", "-m", "max", "-s", "2", "-o", "out.tiff")
     assert r.code == 0, r
-    pic = images.decode((tmp_path / "out.tiff").read_bytes(), "out.tiff")
+    pic = pio.decode((tmp_path / "out.tiff").read_bytes(), "out.tiff")
     assert pic.pixels.dtype == np.uint16 and pic.alpha == (channels in (2, 4))
     np.testing.assert_array_equal(pic.pixels, poolcli.pool(px, "max", 2))

@@ -107,11 +107,11 @@ def _dead_pid() -> int:
 def test_stale_temp_files_of_dead_processes_are_removed(cli, tmp_path):
     (tmp_path / "a.png").write_bytes(encoded(photo(), "PNG"))
     (tmp_path / "out").mkdir()
-    from poolcli import images
+    from poolcli import io as pio
 
-    stale = tmp_path / "out" / f"{images.temp_prefix(_dead_pid())}abcd1234.tmp"
+    stale = tmp_path / "out" / f"{pio.temp_prefix(_dead_pid())}abcd1234.tmp"
     stale.write_bytes(b"\x89PNG half an image")
-    alive = tmp_path / "out" / f"{images.temp_prefix()}efgh5678.tmp"  # this test's own pid: alive
+    alive = tmp_path / "out" / f"{pio.temp_prefix()}efgh5678.tmp"  # this test's own pid: alive
     alive.write_bytes(b"x")
     elsewhere = tmp_path / "out" / f".poolcli-another-host-{_dead_pid()}-ijkl9012.tmp"  # shared storage
     elsewhere.write_bytes(b"x")
@@ -135,22 +135,22 @@ def test_skip_existing_redoes_incomplete_outputs(cli, tmp_path, planted):
 
 
 def test_skip_existing_checks_each_format(tmp_path):
-    from poolcli import images
+    from poolcli import io as pio
 
     pic = photo()
     for fmt, data in (("png", encoded(pic, "PNG")), ("jpg", encoded(pic, "JPEG")), ("webp", encoded(pic, "WEBP")),
                       ("tiff", encoded(pic, "TIFF")), ("bmp", encoded(pic, "BMP"))):  # fmt: skip
         path = tmp_path / f"x.{fmt}"
         path.write_bytes(data)
-        assert images.complete_output(str(path), fmt)
+        assert pio.complete_output(str(path), fmt)
         path.write_bytes(data[: len(data) // 2])
-        assert images.complete_output(str(path), fmt) == (fmt in ("tiff", "bmp")), fmt  # no end marker to check
+        assert pio.complete_output(str(path), fmt) == (fmt in ("tiff", "bmp")), fmt  # no end marker to check
         path.write_bytes(b"")
-        assert not images.complete_output(str(path), fmt)
+        assert not pio.complete_output(str(path), fmt)
     np.save(tmp_path / "x.npy", pic.astype(np.float32))
-    assert images.complete_output(str(tmp_path / "x.npy"), "npy")
+    assert pio.complete_output(str(tmp_path / "x.npy"), "npy")
     (tmp_path / "x.npy").write_bytes((tmp_path / "x.npy").read_bytes()[:-10])
-    assert not images.complete_output(str(tmp_path / "x.npy"), "npy")
+    assert not pio.complete_output(str(tmp_path / "x.npy"), "npy")
 
 
 # ------------------------------------------------------------------ default names

@@ -22,16 +22,16 @@ def test_compiling_is_announced_once(cli, tmp_path):
 
 
 def test_small_images_run_the_serial_loops_with_the_same_results():
-    """Arrays below api.SERIAL_BELOW elements run on one thread; the results are the parallel
+    """Arrays below runtime.SERIAL_BELOW elements run on one thread; the results are the parallel
     loops' to the bit (tests/test_threads.py checks every loop's twins too)."""
     import poolcli
-    from poolcli import api
+    from poolcli.engine import runtime
 
     img = (np.random.default_rng(0).random((700, 800, 3)) * 255).astype(np.uint8)  # 1.7 M elements
     parallel = poolcli.convolve(img, "sobel")
-    old = api.SERIAL_BELOW
+    old = runtime.SERIAL_BELOW
     try:
-        api.SERIAL_BELOW = img.size + 1
+        runtime.SERIAL_BELOW = img.size + 1
         np.testing.assert_array_equal(poolcli.convolve(img, "sobel"), parallel)
     finally:
-        api.SERIAL_BELOW = old
+        runtime.SERIAL_BELOW = old

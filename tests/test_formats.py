@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from poolcli import images
+from poolcli import io as pio
+from poolcli.io import png
 
 from hostile import PNG_SIGNATURE, chunk, photo
 
@@ -66,7 +67,7 @@ def test_sixteen_bit_tiff_keeps_icc_and_dpi(cli, tmp_path):
         assert r.code == 0, r
         im = Image.open(tmp_path / out)
         assert im.info.get("icc_profile") == ICC and tuple(round(v) for v in im.info["dpi"]) == (150, 150)
-    back = images.decode((tmp_path / "out.tif").read_bytes(), "x")
+    back = pio.decode((tmp_path / "out.tif").read_bytes(), "x")
     assert back.pixels.dtype == np.uint16
     np.testing.assert_array_equal(back.pixels, px)
 
@@ -77,7 +78,7 @@ def test_sixteen_bit_tiff_keeps_exif_with_its_exif_directory(cli, tmp_path):
     exif[0x013B] = "poolcli test"
     exif.get_ifd(0x8769)[0x9003] = "2024:01:02 03:04:05"  # DateTimeOriginal, in the Exif directory
     px = photo(10, 20, dtype=np.uint16)
-    (tmp_path / "in.png").write_bytes(images.encode_png(px, 1, images.Meta(exif=exif.tobytes(), dpi=(200, 200))))
+    (tmp_path / "in.png").write_bytes(png.encode_png(px, 1, pio.Meta(exif=exif.tobytes(), dpi=(200, 200))))
     r = cli("pool", "in.png", "-m", "max", "-s", "1", "-o", "out.tif", "-q")
     assert r.code == 0, r
     im = Image.open(tmp_path / "out.tif")
@@ -85,7 +86,7 @@ def test_sixteen_bit_tiff_keeps_exif_with_its_exif_directory(cli, tmp_path):
     assert info.get(0x013B) == "poolcli test" and info.get(0x0112) == 1
     assert info.get_ifd(0x8769).get(0x9003) == "2024:01:02 03:04:05"
     assert tuple(round(v) for v in im.info["dpi"]) == (200, 200)
-    back = images.decode((tmp_path / "out.tif").read_bytes(), "x")
+    back = pio.decode((tmp_path / "out.tif").read_bytes(), "x")
     assert back.pixels.dtype == np.uint16 and back.pixels.shape == (20, 10, 3)  # turned upright once
     np.testing.assert_array_equal(back.pixels, np.rot90(px, -1))
 
@@ -96,11 +97,11 @@ def test_exif_orientation_of_16bit_png_and_tiff_is_applied(cli, tmp_path):
     px = photo(10, 20, dtype=np.uint16)  # 10 rows, 20 columns
     exif = Image.Exif()
     exif[0x0112] = 6
-    png = images.encode_png(px, 1, images.Meta(exif=exif.tobytes()))
-    (tmp_path / "in.png").write_bytes(png)
+    data = png.encode_png(px, 1, pio.Meta(exif=exif.tobytes()))
+    (tmp_path / "in.png").write_bytes(data)
     tifffile.imwrite(tmp_path / "in.tif", px, photometric="rgb", extratags=[(274, "H", 1, 6, True)])
     for name in ("in.png", "in.tif"):
-        pic = images.decode((tmp_path / name).read_bytes(), name)
+        pic = pio.decode((tmp_path / name).read_bytes(), name)
         assert pic.pixels.shape == (20, 10, 3), name
         np.testing.assert_array_equal(pic.pixels, np.rot90(px, -1))  # 90° clockwise, as Pillow turns it
 
@@ -112,7 +113,7 @@ def spec_png(pixels: np.ndarray, depth: int, colour_type: int, interlace: bool, 
     """A PNG written straight from the specification: filter type 0 on every row, Adam7 passes."""
     h, w = pixels.shape[:2]
     dt = ">u2" if depth == 16 else np.uint8
-    passes = images._ADAM7 if interlace else ((0, 0, 1, 1),)
+    passes = png.ADAM7 if interlace else ((0, 0, 1, 1),)
     raw = b""
     for x0, y0, dx, dy in passes:
         sub = pixels[y0::dy, x0::dx]
@@ -132,7 +133,7 @@ def test_every_png_colour_type_depth_and_interlace(colour_type, depth, interlace
     px = photo(13, 11, channels, np.uint16 if depth == 16 else np.uint8, seed=colour_type)
     px = px[:, :, None] if px.ndim == 2 else px
     data = spec_png(px, depth, colour_type, interlace)
-    pic = images.decode(data, "x")
+    pic = pio.decode(data, "x")
     np.testing.assert_array_equal(pic.pixels, px)
     assert pic.alpha == (colour_type in (4, 6))
     if depth == 8:  # Pillow reads these at full depth: the same pixels
@@ -146,7 +147,7 @@ def test_trns_colour_key_becomes_alpha(colour_type, depth):
     px = px[:, :, None] if px.ndim == 2 else px
     key = px[2, 3].copy()
     trns = struct.pack(f">{channels}H", *(int(v) for v in key))
-    pic = images.decode(spec_png(px, depth, colour_type, True, trns), "x")
+    pic = pio.decode(spec_png(px, depth, colour_type, True, trns), "x")
     assert pic.alpha and pic.pixels.shape[2] == channels + 1
     want_alpha = np.where((px == key).all(axis=2), 0, np.iinfo(px.dtype).max)
     np.testing.assert_array_equal(pic.pixels[:, :, -1], want_alpha)
@@ -159,7 +160,7 @@ def test_low_depth_and_palette_pngs_match_pillow(mode, bits):
         Image.fromarray(photo(12, 17)).quantize(2**bits)  # fmt: skip
     buf = io.BytesIO()
     im.save(buf, "PNG", bits=bits)
-    pic = images.decode(buf.getvalue(), "x")
+    pic = pio.decode(buf.getvalue(), "x")
     want = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB" if mode == "P" else "L"))
     np.testing.assert_array_equal(pic.pixels.reshape(want.shape), want)
 
@@ -186,7 +187,7 @@ def test_every_tiff_layout_at_full_depth(compression, tile, planar, dtype, chann
     want = tifffile.imread(io.BytesIO(buf.getvalue()))
     want = np.moveaxis(want, 0, 2) if separate else want[:, :, None] if want.ndim == 2 else want
     np.testing.assert_array_equal(want.shape, px.shape)
-    pic = images.decode(buf.getvalue(), "x")
+    pic = pio.decode(buf.getvalue(), "x")
     assert pic.pixels.dtype == dtype
     if compression == "jpeg":  # lossy: Pillow and tifffile may use different IDCTs
         assert np.abs(pic.pixels.astype(int) - want.astype(int)).max() <= 2
@@ -202,7 +203,7 @@ def test_signed_and_float_tiff_samples_are_float(dtype):
         np.arange(24, dtype=dtype).reshape(4, 6) * 1000000  # fmt: skip
     buf = io.BytesIO()
     tifffile.imwrite(buf, px)
-    pic = images.decode(buf.getvalue(), "x")
+    pic = pio.decode(buf.getvalue(), "x")
     assert pic.pixels.dtype.kind == "f"
     np.testing.assert_array_equal(pic.pixels[:, :, 0], px.astype(np.float64))
 

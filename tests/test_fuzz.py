@@ -160,7 +160,7 @@ def test_mutated_files_fail_alone_in_a_batch(tmp_path, measured):
 def test_mutated_files_stream_as_they_read_whole(tmp_path, measured):
     """Streamed, every mutated file gets the outcome it gets read whole: written with the same
     pixels (PNG and .npy, which both paths decode with the same code), or failed in one line."""
-    from poolcli import images
+    from poolcli import io as pio
 
     names = fuzz_folder(tmp_path / "fuzz", CASES // 2, SEED + 1)
     common = ["--json", "-q", "--max-pixels", "4000000", "--jobs", "2"]
@@ -177,7 +177,7 @@ def test_mutated_files_stream_as_they_read_whole(tmp_path, measured):
         if name.endswith((".png", ".npy")):
             assert (a["error"] is None) == (b["error"] is None), (name, a["error"], b["error"])
             if a["error"] is None:
-                pa, pb = (images.decode((tmp_path / row["output"]).read_bytes(), name).pixels for row in (a, b))
+                pa, pb = (pio.decode((tmp_path / row["output"]).read_bytes(), name).pixels for row in (a, b))
                 assert np.array_equal(pa, pb), name
 
 

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from poolcli import images
+from poolcli import io as pio
+from poolcli import topixels
+from poolcli.io import png
 
 CHANNELS_TO_COLOUR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}
 
@@ -81,7 +83,7 @@ def test_decoder_undoes_every_filter(depth, C, w):
     px = pixels_for(rng, h, w, C, depth)
     filters = [y % 5 for y in range(h)]  # every filter, including on the first row
     rng.shuffle(filters)
-    pic = images.decode(png_bytes(px, filters), "x.png")
+    pic = pio.decode(png_bytes(px, filters), "x.png")
     np.testing.assert_array_equal(pic.pixels, px)
 
 
@@ -92,7 +94,7 @@ def test_decoder_equals_pillow_on_pillow_files(C):
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[C]
     buf = io.BytesIO()
     Image.fromarray(px if C > 1 else px[:, :, 0], mode).save(buf, "PNG")
-    got = images.decode(buf.getvalue(), "x.png").pixels
+    got = pio.decode(buf.getvalue(), "x.png").pixels
     want = np.asarray(Image.open(io.BytesIO(buf.getvalue())))
     np.testing.assert_array_equal(got, want.reshape(got.shape))
 
@@ -102,8 +104,8 @@ def test_decoder_equals_pillow_on_pillow_files(C):
 def test_encoder_round_trips_and_picks_libpngs_filter(depth, C):
     rng = np.random.default_rng(7 * C + depth)
     px = pixels_for(rng, 24, 19, C, depth)
-    data = images.encode_png(px, 1)
-    np.testing.assert_array_equal(images.decode(data, "x.png").pixels, px)
+    data = png.encode_png(px, 1)
+    np.testing.assert_array_equal(pio.decode(data, "x.png").pixels, px)
     pil = np.asarray(Image.open(io.BytesIO(data)))
     if depth == 8:  # Pillow reads 16-bit colour as 8 bits: compare only where it keeps all 16
         np.testing.assert_array_equal(pil.reshape(px.shape), px)
@@ -125,11 +127,11 @@ def test_encoder_round_trips_and_picks_libpngs_filter(depth, C):
 def test_scale_rules_on_interleaved_channels():
     """to_pixels: normalize stretches colour channels only; alpha is rounded and clipped."""
     a = np.array([[[-1.0, 2.0, 3.0, 300.0], [5.0, np.nan, 7.0, -4.0]]], np.float32)
-    got = images.to_pixels(a, np.uint8, "normalize", 3)
+    got = topixels.to_pixels(a, np.uint8, "normalize", 3)
     lo, hi = -1.0, 7.0
     colour = np.rint((np.nan_to_num(a[..., :3], nan=lo) - lo) * (255 / (hi - lo)))
     colour[0, 1, 1] = 0  # NaN becomes 0
     np.testing.assert_array_equal(got[..., :3], colour.astype(np.uint8))
     np.testing.assert_array_equal(got[..., 3], [[255, 0]])
-    np.testing.assert_array_equal(images.to_pixels(a, np.uint8, "abs", 4)[0, :, 0], [1, 5])
-    np.testing.assert_array_equal(images.to_pixels(a, np.uint8, "clip", 4)[0, 0], [0, 2, 3, 255])
+    np.testing.assert_array_equal(topixels.to_pixels(a, np.uint8, "abs", 4)[0, :, 0], [1, 5])
+    np.testing.assert_array_equal(topixels.to_pixels(a, np.uint8, "clip", 4)[0, 0], [0, 2, 3, 255])

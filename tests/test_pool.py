@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import poolcli
+from poolcli import topixels
 from poolcli.errors import ImageError
 
 import naive
@@ -322,13 +323,13 @@ def test_torch_adaptive(torch, out):
 def test_avg_pool_straight_to_pixels_equals_rounding_the_float_result(shape, size):
     """The command line's 8-bit average pooling gives exactly the float32 result rounded by the
     clip rule (round half to even), alpha included."""
-    from poolcli import api, images
+    from poolcli import api
 
     img = np.random.default_rng(sum(shape)).integers(0, 256, shape).astype(np.uint8)
     spec = api.pool_spec("avg", size)
     assert api.direct_pixels(img, spec)
     got = api.apply_pool(img, spec, as_pixels=True)
     assert got.dtype == np.uint8
-    want = images.to_pixels(api.apply_pool(img, spec), np.uint8, "clip", shape[2])
+    want = topixels.to_pixels(api.apply_pool(img, spec), np.uint8, "clip", shape[2])
     np.testing.assert_array_equal(got, want)
     assert not api.direct_pixels(img, api.pool_spec("avg", size, padding=1 if size != (2, 3) else 0, stride=1))

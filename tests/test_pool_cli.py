@@ -138,11 +138,11 @@ def test_one_pixel_image_too_small(cli, tmp_path):
 
 
 def test_png_output_is_pillow_readable_16_bit_rgb(cli, tmp_path):
-    from poolcli import images
+    from poolcli import io as pio
 
     rgb = np.random.default_rng(2).integers(0, 65536, (8, 10, 3)).astype(np.uint16)
-    (tmp_path / "c16.png").write_bytes(images.encode(rgb, False, "png"))
+    (tmp_path / "c16.png").write_bytes(pio.encode(rgb, False, "png"))
     r = cli("pool", "c16.png", "-m", "max", "-s", "2", "-o", "-", stdin=None)
     assert r.code == 0, r
-    np.testing.assert_array_equal(images.decode(r.stdout, "x").pixels, poolcli.pool(rgb, "max", 2))
+    np.testing.assert_array_equal(pio.decode(r.stdout, "x").pixels, poolcli.pool(rgb, "max", 2))
     Image.open(io.BytesIO(r.stdout)).load()  # and any PNG reader can open it

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from poolcli import images, streams
+from poolcli import io as pio
 from poolcli.bands import collect
 
 from pngmaker import LEGAL, chunk, make_png, random_case
@@ -31,7 +31,7 @@ def libpng(data: bytes) -> np.ndarray:
 
 
 def streamed(path, name="x.png") -> np.ndarray:
-    rows = streams.open_rows(str(path), name)
+    rows = pio.open_rows(str(path), name)
     try:
         return collect(rows, band=3)
     finally:
@@ -44,7 +44,7 @@ def test_every_png_kind_reads_as_libpng_reads_it(tmp_path, colour_type, depth, i
     for i in range(REPEATS):
         data, _ = random_case(rng, colour_type, depth, interlace=interlace, with_trns=trns, gama=bool(i % 2))
         ref = libpng(data)
-        pic = images.decode(data, "x.png")
+        pic = pio.decode(data, "x.png")
         assert pic.pixels.dtype == ref.dtype and pic.pixels.shape == ref.shape
         np.testing.assert_array_equal(pic.pixels, ref)
         assert pic.alpha == (ref.shape[2] in (2, 4))
@@ -61,7 +61,7 @@ def test_low_bit_grey_with_a_transparency_key_has_alpha(depth):
     top = (1 << depth) - 1
     samples = np.array([[[0], [top], [0], [top]]], np.uint8)
     data = make_png(samples, 0, depth, trns=bytes([0, top]))
-    pic = images.decode(data, "x.png")
+    pic = pio.decode(data, "x.png")
     assert pic.alpha and pic.pixels[0, :, 1].tolist() == [255, 0, 255, 0]
     assert pic.pixels[0, :, 0].tolist() == [0, 255, 0, 255]
 
@@ -73,21 +73,21 @@ def test_a_bad_idat_crc_is_refused_at_every_depth(tmp_path, colour_type, depth):
     data = make_png(samples, colour_type, depth, palette=palette, bad_idat_crc=True)
     with pytest.raises(Exception):  # noqa: B017 - libpng refuses it too (its own exception class)
         imagecodecs.png_decode(data)
-    with pytest.raises(images.ImageError, match="CRC error in IDAT"):
-        images.decode(data, "bad.png")
+    with pytest.raises(pio.ImageError, match="CRC error in IDAT"):
+        pio.decode(data, "bad.png")
     path = tmp_path / "bad.png"
     path.write_bytes(data)
-    with pytest.raises(images.ImageError, match="CRC error in IDAT"):
+    with pytest.raises(pio.ImageError, match="CRC error in IDAT"):
         streamed(path)
 
 
 def test_illegal_depths_and_a_missing_palette_are_refused():
     good = make_png(np.zeros((2, 2, 3), np.uint8), 2, 8)
     illegal = good[:8] + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 4, 2, 0, 0, 0)) + good[33:]
-    with pytest.raises(images.ImageError, match="bit depth 4 with colour type 2"):
-        images.decode(illegal, "x.png")
-    with pytest.raises(images.ImageError, match="no PLTE"):
-        images.decode(make_png(np.zeros((2, 2, 1), np.uint8), 3, 8), "x.png")
+    with pytest.raises(pio.ImageError, match="bit depth 4 with colour type 2"):
+        pio.decode(illegal, "x.png")
+    with pytest.raises(pio.ImageError, match="no PLTE"):
+        pio.decode(make_png(np.zeros((2, 2, 1), np.uint8), 3, 8), "x.png")
 
 
 def test_low_bit_pngs_through_the_command_line(cli, tmp_path):
@@ -114,8 +114,8 @@ def test_pillow_written_palette_pngs_read_as_pillow_reads_them():
         im.save(buf, "PNG", bits=bits, transparency=bytes(rng.integers(0, 256, 1 << bits).astype(np.uint8)))
         data = buf.getvalue()
         ref = np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"))
-        np.testing.assert_array_equal(images.decode(data, "p.png").pixels, ref)
-        np.testing.assert_array_equal(images.decode(data, "p.png").pixels, libpng(data))
+        np.testing.assert_array_equal(pio.decode(data, "p.png").pixels, ref)
+        np.testing.assert_array_equal(pio.decode(data, "p.png").pixels, libpng(data))
 
 
 # ------------------------------------------------------------------ TIFF
@@ -162,7 +162,7 @@ def test_every_tiff_layout_reads_as_tifffile_reads_it(tmp_path, codec, layout, p
         if ref.ndim == 3 and ref.shape[0] == channels and planar == "separate":
             ref = ref.transpose(1, 2, 0)
         ref = ref.reshape(ref.shape[0], ref.shape[1], -1)
-        pic = images.decode(data, "x.tif")
+        pic = pio.decode(data, "x.tif")
         assert pic.pixels.shape == ref.shape
         got = pic.pixels.astype(np.float64)
         want = ref.astype(np.float64)
@@ -177,8 +177,8 @@ def test_every_tiff_layout_reads_as_tifffile_reads_it(tmp_path, codec, layout, p
         path = tmp_path / f"{i}.tif"
         path.write_bytes(data)
         try:
-            rows = streams.open_rows(str(path), "x.tif")
-        except streams.NotStreamable:
+            rows = pio.open_rows(str(path), "x.tif")
+        except pio.NotStreamable:
             continue
         try:
             np.testing.assert_array_equal(collect(rows, band=5), pic.pixels)

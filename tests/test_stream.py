@@ -16,7 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_run import STAGE_CALLS
 
-from poolcli import api, bands, images, streams
+from poolcli import api, bands, topixels
+from poolcli import io as pio
+from poolcli.io import png as pngio
+from poolcli.io import tiff
 from poolcli.pipeline import Pipeline, pipeline_rows
 
 from conftest import ROOT, poolcli_command
@@ -164,7 +167,7 @@ def test_wrap_reads_the_last_rows_first_without_holding_the_image():
 
 
 def write_png(path, pixels, **kw):
-    path.write_bytes(images.encode(pixels, pixels.shape[2] in (2, 4), "png", **kw))
+    path.write_bytes(pio.encode(pixels, pixels.shape[2] in (2, 4), "png", **kw))
 
 
 @pytest.mark.parametrize("C", [1, 2, 3, 4])
@@ -174,11 +177,11 @@ def test_png_rows_equal_the_whole_decoder(tmp_path, C, dtype):
     img = random_image(rng, 57, 31, C, dtype)
     img[20:40] //= 9  # some rows that filter differently
     path = tmp_path / "a.png"
-    write_png(path, img, meta=images.Meta(dpi=(300.0, 300.0)))
+    write_png(path, img, meta=pio.Meta(dpi=(300.0, 300.0)))
     for gray in (False, True):
-        whole = images.decode(path.read_bytes(), "a.png", gray=gray)
+        whole = pio.decode(path.read_bytes(), "a.png", gray=gray)
         for band in BANDS:
-            rows = streams.open_rows(str(path), "a.png", gray=gray)
+            rows = pio.open_rows(str(path), "a.png", gray=gray)
             assert same(bands.collect(rows, band), whole.pixels)
             assert rows.meta.dpi == whole.meta.dpi and rows.alpha == whole.alpha
             rows.close()
@@ -190,13 +193,13 @@ def test_png_rows_turn_a_colour_key_into_alpha(tmp_path):
     idat = zlib.compress(b"".join(b"\0" + row.tobytes() for row in img))
     data = png(8, 9, 8, 2, idat, extra=[chunk(b"tRNS", bytes([0, 7, 0, 7, 0, 7]))])
     (tmp_path / "k.png").write_bytes(data)
-    rows = streams.open_rows(str(tmp_path / "k.png"), "k.png")
-    assert same(bands.collect(rows, 2), images.decode(data, "k.png").pixels)
+    rows = pio.open_rows(str(tmp_path / "k.png"), "k.png")
+    assert same(bands.collect(rows, 2), pio.decode(data, "k.png").pixels)
 
 
 def adam7_zeros(w: int, h: int) -> bytes:
     """An interlaced (Adam7) black RGB PNG."""
-    raw = b"".join(bytes(ph * (pw * 3 + 1)) for *_, pw, ph in images._passes(w, h, 1))
+    raw = b"".join(bytes(ph * (pw * 3 + 1)) for *_, pw, ph in pngio.passes(w, h, 1))
     return png(w, h, 8, 2, zlib.compress(raw), interlace=1)
 
 
@@ -204,13 +207,13 @@ def test_interlaced_and_turned_pngs_are_read_whole(tmp_path):
     from PIL import Image
 
     (tmp_path / "i.png").write_bytes(adam7_zeros(30, 20))
-    with pytest.raises(streams.NotStreamable):
-        streams.open_rows(str(tmp_path / "i.png"), "i.png")
+    with pytest.raises(pio.NotStreamable):
+        pio.open_rows(str(tmp_path / "i.png"), "i.png")
     exif = Image.Exif()
     exif[0x0112] = 6
     Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "t.png", exif=exif.tobytes())
-    with pytest.raises(streams.NotStreamable):
-        streams.open_rows(str(tmp_path / "t.png"), "t.png")
+    with pytest.raises(pio.NotStreamable):
+        pio.open_rows(str(tmp_path / "t.png"), "t.png")
 
 
 @pytest.mark.parametrize("C", [1, 2, 3, 4])
@@ -218,15 +221,15 @@ def test_interlaced_and_turned_pngs_are_read_whole(tmp_path):
 def test_png_sink_writes_what_the_whole_encoder_writes(tmp_path, C, dtype):
     rng = np.random.default_rng(10 + C)
     img = random_image(rng, 45, 23, C, dtype)
-    meta = images.Meta(icc=b"\0" * 200, dpi=(72.0, 96.0))
+    meta = pio.Meta(icc=b"\0" * 200, dpi=(72.0, 96.0))
     for band in (1, 6, 45):
-        with images.atomic_output(str(tmp_path / "b.png")) as fh:
-            sink = streams.PngSink(fh, 23, 45, C, dtype, 1, meta, 2)
+        with pio.atomic_output(str(tmp_path / "b.png")) as fh:
+            sink = pngio.PngSink(fh, 23, 45, C, dtype, 1, meta, 2)
             for y in range(0, 45, band):
                 sink.write(img[y : y + band])
             sink.close()
         data = (tmp_path / "b.png").read_bytes()
-        pic = images.decode(data, "b.png")
+        pic = pio.decode(data, "b.png")
         assert (
             same(pic.pixels, img) and pic.meta.dpi == pytest.approx((72.0, 96.0), abs=0.05) and pic.meta.icc == meta.icc
         )
@@ -256,9 +259,9 @@ def test_tiff_rows_equal_the_whole_decoder(tmp_path, layout, C, dtype):
     layout = {"compression": "zlib", **layout}
     tifffile.imwrite(tmp_path / "a.tif", img if C > 1 else img[:, :, 0], photometric="rgb" if C >= 3 else "minisblack",
                      extrasamples=("unassalpha",) if C in (2, 4) else None, **layout)  # fmt: skip
-    whole = images.decode((tmp_path / "a.tif").read_bytes(), "a.tif").pixels
+    whole = pio.decode((tmp_path / "a.tif").read_bytes(), "a.tif").pixels
     for band in (1, 7, 64):
-        rows = streams.open_rows(str(tmp_path / "a.tif"), "a.tif")
+        rows = pio.open_rows(str(tmp_path / "a.tif"), "a.tif")
         assert same(bands.collect(rows, band), whole)
         rows.close()
 
@@ -269,12 +272,12 @@ def test_tiff_sink_writes_tiles_any_reader_reads(tmp_path):
     rng = np.random.default_rng(5)
     for C, dtype in ((3, np.uint8), (4, np.uint16), (1, np.uint8)):
         img = random_image(rng, 300, 270, C, dtype)
-        with images.atomic_output(str(tmp_path / "b.tif")) as fh:
-            sink = streams.TiffSink(fh, 270, 300, C, dtype, images.Meta(dpi=(150.0, 150.0)))
+        with pio.atomic_output(str(tmp_path / "b.tif")) as fh:
+            sink = tiff.TiffSink(fh, 270, 300, C, dtype, pio.Meta(dpi=(150.0, 150.0)))
             for y in range(0, 300, 37):
                 sink.write(img[y : y + 37])
             sink.close()
-        pic = images.decode((tmp_path / "b.tif").read_bytes(), "b.tif")
+        pic = pio.decode((tmp_path / "b.tif").read_bytes(), "b.tif")
         assert same(pic.pixels, img) and pic.meta.dpi == (150.0, 150.0)
         if dtype == np.uint8:
             assert np.array_equal(np.asarray(Image.open(tmp_path / "b.tif")).reshape(img.shape), img)
@@ -287,13 +290,13 @@ def test_npy_rows_equal_the_whole_decoder(tmp_path, dtype):
         arr = (rng.standard_normal(shape) * 100).astype(dtype)
         np.save(tmp_path / "a.npy", arr)
         for gray in (False, True):
-            whole = images.decode((tmp_path / "a.npy").read_bytes(), "a.npy", gray=gray).pixels
-            rows = streams.open_rows(str(tmp_path / "a.npy"), "a.npy", gray=gray)
+            whole = pio.decode((tmp_path / "a.npy").read_bytes(), "a.npy", gray=gray).pixels
+            rows = pio.open_rows(str(tmp_path / "a.npy"), "a.npy", gray=gray)
             assert same(bands.collect(rows, 7), whole)
             rows.close()
     np.save(tmp_path / "f.npy", np.asfortranarray(np.zeros((4, 5), np.float32)))
-    with pytest.raises(streams.NotStreamable):  # Fortran order: read whole
-        streams.open_rows(str(tmp_path / "f.npy"), "f.npy")
+    with pytest.raises(pio.NotStreamable):  # Fortran order: read whole
+        pio.open_rows(str(tmp_path / "f.npy"), "f.npy")
 
 
 # --------------------------------------------------------------------------- the command line
@@ -307,7 +310,7 @@ def photo(tmp_path_factory):
     alpha = np.full((900, 1200, 1), 255, np.uint8)
     alpha[100:300, 200:500] = 90
     rgba = np.concatenate([rgb, alpha], axis=2)
-    write_png(folder / "p.png", rgba, meta=images.Meta(dpi=(200.0, 200.0)))
+    write_png(folder / "p.png", rgba, meta=pio.Meta(dpi=(200.0, 200.0)))
     write_png(folder / "p16.png", rgb.astype(np.uint16) * 257 + 3)
     import tifffile
 
@@ -317,7 +320,7 @@ def photo(tmp_path_factory):
 
 
 def decoded(path):
-    return images.decode(path.read_bytes(), path.name).pixels
+    return pio.decode(path.read_bytes(), path.name).pixels
 
 
 CASES = [
@@ -355,7 +358,7 @@ def test_streamed_outputs_equal_whole_ones(cli, tmp_path, photo, command, source
         if fmt == "npy":
             assert same(np.load(tmp_path / "a" / name), np.load(tmp_path / "b" / name)), name
         else:
-            pa, pb = (images.decode((tmp_path / k / name).read_bytes(), name) for k in "ab")
+            pa, pb = (pio.decode((tmp_path / k / name).read_bytes(), name) for k in "ab")
             assert same(pa.pixels, pb.pixels), name
             assert pa.meta.dpi == pytest.approx(pb.meta.dpi, abs=1e-3) and pa.meta.icc == pb.meta.icc
 
@@ -369,7 +372,7 @@ def test_a_bank_streams_one_file_per_map(cli, tmp_path, photo):
     for n, path in enumerate(sorted(row["written"])):
         got = decoded(tmp_path / path)
         assert got.shape[2] == 2 and same(got[:, :, 1], decoded(photo / "p.png")[:, :, 3])
-        want = images.to_pixels(np.ascontiguousarray(whole[:, :, [n, 6]]), np.uint8, "normalize", 1)  # auto: 0-sum
+        want = topixels.to_pixels(np.ascontiguousarray(whole[:, :, [n, 6]]), np.uint8, "normalize", 1)  # auto: 0-sum
         assert same(got, want)
 
 
@@ -382,7 +385,7 @@ def test_the_choice_is_automatic_by_size(cli, tmp_path, monkeypatch, photo):
     jpg = cli("pool", photo / "p.png", "-m", "max", "-s", "2", "-o", "j.jpg", "--stream", "--json")
     assert jpg.code == 0 and jpg.json["files"][0]["streamed"] is False  # JPEG is written whole
     out = cli("pool", photo / "p.png", "-m", "max", "-s", "2", "-o", "-", "--stream")
-    assert out.code == 0 and out.stdout.startswith(images.PNG_SIGNATURE)  # stdout: whole
+    assert out.code == 0 and out.stdout.startswith(pngio.SIGNATURE)  # stdout: whole
 
 
 def test_a_streamed_image_may_exceed_max_pixels(cli, photo):
@@ -448,7 +451,7 @@ def test_108_megapixels_stream_in_flat_memory(measured, tmp_path, big):
     with open(tmp_path / "m.png", "rb") as fh:  # a spot check against the picture itself
         head = fh.read(33)
     assert head[16:24] == (6000).to_bytes(4, "big") + (4500).to_bytes(4, "big")
-    rows = streams.open_rows(str(tmp_path / "m.png"), "m.png")
+    rows = pio.open_rows(str(tmp_path / "m.png"), "m.png")
     top = rows.read(64)
     rows.close()
     want = api.pool(synthetic.band(0, 128, 12000), "max", 2)

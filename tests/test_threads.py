@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import poolcli
-from poolcli import images
+from poolcli import io as pio
+from poolcli import topixels
 from poolcli.engine import convolve as conv_engine
 from poolcli.engine import pool as pool_engine
 
@@ -60,8 +61,8 @@ def test_one_thread_pixels_and_png_are_the_same(one_thread):
     encoded = {}
     for threads in (1, numba.config.NUMBA_NUM_THREADS):
         numba.set_num_threads(threads)
-        px = images.to_pixels(result, np.uint8, "normalize", 3)
-        encoded[threads] = (px, images.encode(px, True, "png"))
+        px = topixels.to_pixels(result, np.uint8, "normalize", 3)
+        encoded[threads] = (px, pio.encode(px, True, "png"))
     (px1, png1), (pxn, pngn) = encoded.values()
     np.testing.assert_array_equal(px1, pxn)
     assert png1 == pngn

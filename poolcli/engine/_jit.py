@@ -32,3 +32,9 @@ def pjit(fn):
     dispatcher = njit(parallel=True, **_FLAGS)(fn)
     dispatcher.serial = njit(**_FLAGS)(twin)
     return dispatcher
+
+
+def inline(fn):
+    """Compile ``fn`` as a serial helper that Numba inlines into its callers at the IR level
+    (``inline="always"``), for small per-pixel helpers in hot loops."""
+    return njit(cache=True, nogil=True, inline="always")(fn)

@@ -6,15 +6,15 @@ to 4 bytes, since Sub, Average and Paeth are a chain from each byte to the next.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ._jit import jit, pjit
+from ._jit import inline, jit, pjit
 
 _I = np.int32
 _U = np.uintp
 
 
-@njit(cache=True, nogil=True, inline="always")
+@inline
 def _paeth(a, b, c):
     """The PNG Paeth predictor of a byte from its left (a), upper (b) and upper-left (c) bytes
     (int32), computed without branches: its choice is data-dependent and mispredicts often."""
@@ -27,7 +27,7 @@ def _paeth(a, b, c):
     return q + (a - q) * take_a
 
 
-@njit(cache=True, nogil=True, inline="always")
+@inline
 def _predict(ft, a, b, c):
     """The prediction of filter ``ft`` (1 Sub, 3 Average, 4 Paeth) from left, up, upper-left."""
     if ft == 1:
@@ -37,7 +37,7 @@ def _predict(ft, a, b, c):
     return _paeth(a, b, c)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@inline
 def _undo(x, up, cur, i, ft, a, c):
     """cur[i] = x[i + 1] plus the prediction of filter ``ft``; returns (cur[i], up[i]): the
     next pixel's left and upper-left bytes in this channel."""
@@ -107,7 +107,7 @@ def unfilter(rows, bpp, out):
             _unfilter_wide(x, up, cur, bpp, ft)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@inline
 def _cost(v):
     """libpng's cost of a filtered byte: its absolute value read as a signed byte."""
     v = _I(v & 255)

@@ -7,9 +7,9 @@ columns.  Images are C-contiguous ``(H, W, C)``; outputs ``(OH, OW, C)``.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ._jit import jit, pjit
+from ._jit import inline, jit, pjit
 
 
 @pjit
@@ -84,7 +84,7 @@ def pool_extreme(img, rstart, rcount, dh, cstart, ccount, dw, sign, fill, hk, nc
                     orow[ox * C + c] = best
 
 
-@njit(cache=True, nogil=True, inline="always")
+@inline
 def _pick2(a, b, sign):
     """max(a, b) (sign > 0) or min(a, b), NaN-propagating as PyTorch."""
     if sign > 0:
@@ -241,7 +241,7 @@ def pool_avg_blocks(img, kh, kw, nch, acc_like, top, out):
                         orow[ox * C + c] = _store(np.float32(acc / area), top)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@inline
 def _store(v, top):
     """The float32 value ``v`` as stored: itself, or (top > 0) rounded half to even and clipped."""
     if top > 0:

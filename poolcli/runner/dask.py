@@ -1,9 +1,10 @@
 """Batches on a Dask cluster (contract §8): the same per-file job as the local pool, scheduled by
 ``dask.distributed`` in chunks of files.
 
-The planner (:func:`poolcli.batch.plan`) and the per-file job (:func:`poolcli.batch.process_file`)
-know nothing of this module: :class:`DaskExecutor` only sends chunks of tasks to workers and
-hands their :class:`~poolcli.batch.FileResult` rows back as they complete.  A worker loads (or
+A sibling of :class:`poolcli.runner.local.LocalExecutor` with the same shape: the planner and
+the per-file work (:func:`poolcli.runner.work.process_file`) know nothing of it; it only sends
+chunks of tasks to workers and hands their :class:`~poolcli.runner.records.FileResult` rows back
+as they complete.  A worker loads (or
 compiles once) the job's machine code before its first chunk, through a worker plugin; a chunk
 whose worker dies is retried on another (outputs are written atomically, so a chunk that ran
 half-way before is simply written again).  Paths must be readable and writable by the workers.
@@ -17,7 +18,10 @@ import os
 import uuid
 from collections.abc import Callable
 
-from .errors import UsageError
+from ..errors import UsageError
+from .records import FileResult, Settings
+from .work import process_file
+from .workers import setup_worker, warm
 
 INSTALL_HINT = "pip install 'poolcli[dask]'"
 RETRIES = 3  # a chunk survives this many dead workers
@@ -45,16 +49,12 @@ def chunk_size(files: int, workers: int) -> int:
     return max(1, min(64, max(per_worker, 8 if files >= 16 * workers else 1)))
 
 
-def _run_chunk(tasks, job, kwargs) -> list:
+def _run_chunk(tasks, job, settings: Settings) -> list:
     """On a worker: run a chunk of tasks, one compute thread each (the worker's own threads
-    run the other chunks)."""
-    from .api import set_threads
-    from .batch import _reuse_freed_memory, process_file
-
-    set_threads(1)
-    _reuse_freed_memory()  # as the local pool's workers: measured 2x the compute time without it
-    kwargs = {**kwargs, "png_threads": 1}
-    return [process_file(task, job, **kwargs) for task in tasks]
+    run the other chunks); malloc tuned as the local pool's workers (measured 2x the compute
+    time without it)."""
+    settings = setup_worker(settings)
+    return [process_file(task, job, settings) for task in tasks]
 
 
 try:
@@ -72,9 +72,7 @@ class LoadCompiledCode(WorkerPlugin):
         self.name = f"poolcli-warm-{uuid.uuid4().hex[:8]}"
 
     def setup(self, worker) -> None:
-        from poolcli.batch import _warm
-
-        _warm(self.job, self.fmt)
+        warm(self.job, self.fmt)
 
 
 class DaskExecutor:
@@ -98,12 +96,10 @@ class DaskExecutor:
                 raise UsageError(f"--scheduler {self.scheduler}: cannot reach the Dask scheduler ({why})") from None
         return Client(processes=False, n_workers=1, threads_per_worker=self.jobs, dashboard_address=None)
 
-    def run(self, tasks, job, kwargs: dict, results: list, on_result: Callable) -> None:
+    def run(self, tasks, job, settings: Settings, results: list, on_result: Callable) -> None:
         """Run ``tasks``, appending each file's result to ``results`` and passing it to
         ``on_result`` as chunks complete; KeyboardInterrupt cancels what has not run."""
         from distributed import as_completed
-
-        from .batch import FileResult
 
         client = self._client()
         futures = []
@@ -115,7 +111,7 @@ class DaskExecutor:
             chunks = {}
             for i in range(0, len(tasks), size):
                 chunk = tasks[i : i + size]
-                future = client.submit(_run_chunk, chunk, job, kwargs, retries=RETRIES, pure=False,
+                future = client.submit(_run_chunk, chunk, job, settings, retries=RETRIES, pure=False,
                                        key=f"poolcli-{run_id}-{i // size}")  # fmt: skip
                 chunks[future.key] = chunk
                 futures.append(future)

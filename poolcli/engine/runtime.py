@@ -1,0 +1,179 @@
+"""The engine's runtime: calling a compiled loop (:func:`run_compiled`), keeping compile (and
+cache-load) time apart from compute time, the thread count, and the busy-core rule.
+
+A parallel loop split over a core that another process keeps busy waits for that core's time
+slice (4–8 ms) at its end; :func:`free_cores` tells how many threads a call can use without
+waiting so.  The estimate is the CPU time all cores spent busy, less this process's own, over
+the last window of at least 50 ms (the first window starts when the command starts, at
+:func:`sample`), read from /proc/stat (Linux).  Nothing here imports NumPy or Numba until a
+loop is called, so ``import poolcli`` (and the CLI's ``--help``) stays fast; the compiled loops
+themselves do no I/O.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from ..errors import UsageError
+
+WINDOW = 0.05  # seconds: shorter windows are below the kernel's clock-tick resolution
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+_last: tuple[float, int, int] | None = None
+_free = _CORES
+_compile_ms = 0.0
+
+
+def _read() -> tuple[float, int, int] | None:
+    try:
+        with open("/proc/stat", "rb") as fh:
+            fields = fh.readline().split()[1:]
+        with open("/proc/self/stat", "rb") as fh:
+            own = fh.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return time.monotonic(), user + nice + system + irq + softirq + steal, int(own[11]) + int(own[12])
+
+
+def sample() -> None:
+    """Start a window now (the command line calls this as it starts)."""
+    global _last
+    _last = _read()
+
+
+def free_cores() -> int:
+    """Cores that no other process kept busy during the last window (at least 1)."""
+    global _last, _free
+    now = _read()
+    if now is None:
+        return _CORES
+    if _last is None:
+        _last = now
+        return _free
+    seconds = now[0] - _last[0]
+    if seconds >= WINDOW:
+        others = ((now[1] - _last[1]) - (now[2] - _last[2])) / _TICK / seconds  # cores' worth
+        _free = max(1, min(_CORES, _CORES - int(others + 0.5)))
+        _last = now
+    return _free
+
+
+def take_compile_ms() -> float:
+    """Milliseconds spent compiling or loading compiled code since the last call."""
+    global _compile_ms
+    ms, _compile_ms = _compile_ms, 0.0
+    return ms
+
+
+def compile_ms_so_far() -> float:
+    """Milliseconds spent compiling since the last :func:`take_compile_ms`, without resetting."""
+    return _compile_ms
+
+
+def engine_loaded() -> bool:
+    """Whether :func:`engine` has imported the compiled-loop modules (and Numba) already."""
+    import sys
+
+    return "poolcli.engine.pool" in sys.modules
+
+
+def engine():
+    """The compiled-loop modules; importing Numba (≈0.2 s) counts as compile time."""
+    global _compile_ms
+    if not engine_loaded():
+        t0 = time.perf_counter()
+        from . import convolve, pixels, png, pool  # noqa: F401
+
+        _compile_ms += (time.perf_counter() - t0) * 1e3
+    from .. import engine as eng
+
+    return eng
+
+
+compile_notice = None  # the command line sets a callable: told once, before the first real compilation
+
+
+# Arrays of fewer elements than this are computed on one thread (the serial twin): on them the
+# parallel loop's dispatch costs about what it saves, and compiling the twin the first time
+# takes half as long (a fresh install's first 0.3-MP Sobel: 10.8 → 5.8 s).
+SERIAL_BELOW = 1 << 20
+
+
+FORCE_PARALLEL = False  # `poolcli warmup` compiles the parallel forms whatever the image size and load
+
+
+def _cached(fn, sig) -> bool:
+    """Whether Numba's on-disk cache holds ``fn`` for ``sig`` (so compiling only loads it)."""
+    try:
+        cache = fn._cache
+        return cache._index_key(sig, fn.targetctx.codegen()) in cache._cache_file._load_index()
+    except Exception:  # noqa: BLE001 - Numba's cache internals: when unsure, assume it is cached
+        return True
+
+
+def run_compiled(fn, *args) -> None:
+    """Call a compiled engine function, timing its compilation (or cache load) separately; on
+    one thread, its serial twin (see :func:`poolcli.engine._jit.pjit`)."""
+    global _compile_ms, compile_notice
+    from numba import typeof
+
+    serial = getattr(fn, "serial", None)
+    share = 0  # threads to use when fewer than configured: the machine is busy
+    if serial is not None and not FORCE_PARALLEL:
+        n = threads()
+        if n == 1 or max(getattr(a, "size", 0) for a in args) < SERIAL_BELOW:
+            fn = serial
+        else:
+            free = free_cores()
+            if free <= 1:
+                fn = serial
+            elif free < n:
+                share = free
+    sig = tuple(typeof(a) for a in args)
+    if sig not in fn.overloads:
+        if compile_notice is not None and not _cached(fn, sig):
+            notice, compile_notice = compile_notice, None
+            notice()
+        t0 = time.perf_counter()
+        fn.compile(sig)
+        _compile_ms += (time.perf_counter() - t0) * 1e3
+    if share:
+        import numba
+
+        before = numba.get_num_threads()
+        numba.set_num_threads(share)
+        try:
+            fn(*args)
+        finally:
+            numba.set_num_threads(before)
+        return
+    fn(*args)
+
+
+def row_blocks(rows: int) -> int:
+    """How many blocks of output rows to hand to ``prange``: a few per thread, for balance."""
+    import numba
+
+    return max(1, min(rows, 4 * numba.get_num_threads()))
+
+
+def threads() -> int:
+    """How many compute threads the engine uses now."""
+    import numba
+
+    return numba.get_num_threads()
+
+
+def set_threads(n: int | None) -> None:
+    """Bound the compute threads (``--threads``); None leaves Numba's default (all cores)."""
+    if n is None:
+        return
+    if n < 1:
+        raise UsageError(f"--threads must be at least 1, got {n}")
+    import numba
+
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+
