@@ -107,6 +107,9 @@ def learn() -> None:
          "--png", str(HERE / "explain_max.png")],
         ["run", "gaussian sigma=2 | conv sobel-x,sobel-y | relu | max 2", cam, "-o", "/tmp/poolcli-docs.npy",
          "--montage", str(HERE / "montage.jpg"), "-q"],
+        ["kernels", "--layer", "gabor", "-o", "/tmp/poolcli-gabor.npz"],
+        ["run", "conv2d @/tmp/poolcli-gabor.npz padding=same padding_mode=reflect | relu | max 2", cat, "-o",
+         "/tmp/poolcli-docs-layer.npy", "--montage", str(HERE / "conv2d.jpg"), "-q"],
     ]  # fmt: skip
     for args in runs:
         subprocess.run(cli + args, check=True, stdout=subprocess.DEVNULL)

@@ -7,7 +7,7 @@ array([[ 5,  7],
 """
 
 __version__ = "0.1.0"
-__all__ = ["convolve", "pool", "get_kernel", "run", "Pipeline", "__version__"]
+__all__ = ["convolve", "pool", "conv2d", "get_kernel", "run", "Pipeline", "__version__"]
 
 
 def __getattr__(name):
@@ -16,6 +16,10 @@ def __getattr__(name):
         from . import api
 
         return getattr(api, name)
+    if name == "conv2d":
+        from . import layers
+
+        return layers.conv2d
     if name in ("run", "Pipeline"):
         from . import pipeline
 

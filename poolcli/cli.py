@@ -342,9 +342,10 @@ def run_pipeline(
 ) -> None:
     """Run a CNN-style pipeline of stages on images, float32 from stage to stage.
 
-    Stages: conv KERNEL (or a kernel name alone: sobel, gaussian sigma=2), a bank conv K1,K2,...,
-    pool MODE SIZE (or MODE SIZE: max 2, avg 3 stride=2), global MODE, adaptive MODE WxH, and
-    element-wise operations; options as key=value.
+    Stages: conv KERNEL (or a kernel name alone: sobel, gaussian sigma=2), a depthwise bank
+    conv K1,K2,... (each kernel on each channel alone), a CNN layer conv2d @FILE.npz (summed across
+    channels, plus bias, as torch.nn.Conv2d), pool MODE SIZE (or MODE SIZE: max 2, avg 3 stride=2),
+    global MODE, adaptive MODE WxH, and element-wise operations; options as key=value.
 
     Examples:
 
@@ -381,6 +382,10 @@ def explain(
     at: str | None = typer.Option(None, "--at", metavar="X,Y",
                                   help="The output position X,Y (column, row) to explain."),
     channel: int | None = typer.Option(None, "--channel", "-c", help="Which channel (default 0)."),
+    stage: str | None = typer.Option(None, "--stage", metavar="STAGE",
+                                     help='Explain a conv2d layer across channels: "conv2d @FILE [key=value...]".'),
+    out_channel: int | None = typer.Option(None, "--out-channel", min=0,
+                                           help="--stage: the layer's output channel (default 0)."),
     sigma: float | None = SIGMA,
     boundary: str = BOUNDARY,
     cval: float = CVAL,
@@ -426,6 +431,8 @@ def explain(
             teach.render_demo(console, figures)
         return
     _check_address_space()
+    if stage is not None:
+        return _explain_layer(console, image, stage, at, out_channel, json_out, png, max_pixels, kernel or mode)
     job, position = _explained_job(image, kernel, mode, at, pooling, dict(
         size=size, sigma=sigma, boundary=boundary, cval=cval, stride=stride, dilation=dilation, flip=flip))
     info, _ = teach.explain_file(image, job.spec, position, channel, gray=gray, max_pixels=max_pixels or None,
@@ -434,6 +441,23 @@ def explain(
         sys.stdout.write(json.dumps(info) + "\n")
     else:
         teach.render(console, info)
+
+
+def _explain_layer(console, image, stage: str, at, out_channel, json_out: bool, png, max_pixels, other) -> None:
+    """``explain IMAGE --stage "conv2d @FILE" --at X,Y --out-channel K``."""
+    import json
+
+    from .api import parse_pair
+    from .teach.layer import explain_stage, render_layer
+
+    if other is not None or image is None or at is None:
+        raise UsageError("--stage explains a conv2d layer: give IMAGE, --at X,Y and no -k or -m")
+    info = explain_stage(image, stage, parse_pair(at, "--at", 0), out_channel, max_pixels=max_pixels or None,
+                         picture=png)  # fmt: skip
+    if json_out:
+        sys.stdout.write(json.dumps(info) + "\n")
+    else:
+        render_layer(console, info)
 
 
 def _explained_job(image, kernel, mode, at, pooling: PoolOptions, o: dict):
@@ -473,10 +497,15 @@ def _as_int(value: str | None, name: str) -> int | None:
 @app.command()
 def kernels(
     name: str | None = typer.Argument(None, help="Show this kernel's weights."),
-    size: int | None = typer.Option(None, "--size", help=ops.param_help("conv", "size")),
+    size: int | None = typer.Option(None, "--size", help=ops.param_help("conv", "size") + " (--layer: 7)"),
     sigma: float | None = typer.Option(None, "--sigma", help=ops.param_help("conv", "sigma")),
+    layer: str | None = typer.Option(None, "--layer", metavar="[gabor|random]",
+                                     help="Write a ready conv2d layer over R, G, B to -o FILE.npz."),
+    out_channels: int = typer.Option(16, "--out-channels", min=1, max=4096, help="--layer: its output channels."),
+    seed: int = typer.Option(0, "--seed", min=0, help="--layer random: the seed."),
+    output: str | None = typer.Option(None, "--output", "-o", metavar="FILE.npz", help="--layer: where to write it."),
 ) -> None:
-    """List the named kernels, or show one's weights as a table.
+    """List the named kernels, or show one's weights as a table; or write a conv2d layer.
 
     Examples:
 
@@ -485,9 +514,14 @@ def kernels(
       poolcli kernels sobel-x
 
       poolcli kernels gaussian --sigma 2
+
+      poolcli kernels --layer gabor -o gabor.npz     # then: poolcli run "conv2d @gabor.npz | relu" photo.png
     """
     from rich.console import Console
     from rich.table import Table
+
+    if layer is not None or output is not None:
+        return _write_layer(layer, out_channels, size, seed, output, name)
 
     from .kernels import ALIASES, KERNELS, get_kernel, resolve_name
 
@@ -526,6 +560,25 @@ def kernels(
             table.add_row(*(_fmt_weight(v) for v in row))
         console.print(table)
 
+
+
+def _write_layer(kind: str | None, out_channels: int, size: int | None, seed: int, output: str | None, name) -> None:
+    """``kernels --layer KIND -o FILE.npz``: a ready layer, through the planner's checks and an
+    atomic write."""
+    from . import io
+    from .layers import DEFAULT_SIZE, layer_bytes
+    from .runner.plan import check_output_target
+
+    if kind is None or output is None or name is not None:
+        raise UsageError("--layer KIND -o FILE.npz writes a conv2d layer (give both, and no kernel NAME)")
+    if not output.lower().endswith(".npz"):
+        raise UsageError(f"-o {output}: a layer is written as .npz (weight and bias); give FILE.npz")
+    check_output_target(output, False)
+    data = layer_bytes(kind.strip().lower(), out_channels, size or DEFAULT_SIZE, seed)
+    io.write_output(data, output)
+    k = size or DEFAULT_SIZE
+    sys.stderr.write(f"poolcli: wrote {output}: a {kind} layer, weight {out_channels}x3x{k}x{k} and bias "
+                     f"{out_channels} (use it as conv2d @{output})\n")  # fmt: skip
 
 
 def _fmt_weight(v: float) -> str:

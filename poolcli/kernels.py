@@ -216,7 +216,7 @@ def load_kernel_file(path: str) -> np.ndarray:
     The file must be a regular file of at most :data:`MAX_KERNEL_FILE` bytes (a FIFO would
     block, a device never end), read once, never unpickled."""
     label = f"@{path}"
-    data = _read_kernel_file(path, label)
+    data = read_kernel_file(path, label)
     if path.lower().endswith(".npy") or data.startswith(NPY_SIGNATURE):
         import io
 
@@ -244,7 +244,7 @@ def load_kernel_file(path: str) -> np.ndarray:
     return parse_matrix(text, label)
 
 
-def _read_kernel_file(path: str, label: str) -> bytes:
+def read_kernel_file(path: str, label: str) -> bytes:
     """The bytes of a kernel file: a regular file within :data:`MAX_KERNEL_FILE`."""
     import stat
 

@@ -203,6 +203,12 @@ OPERATIONS: dict[str, Operation] = {
     **{mode: Operation(mode, "pool", POOL_HELP[mode], GEOMETRY + POOL_PARAMS[mode], positional=("size",),
                        aliases=POOL_ALIASES.get(mode, ()), dtype="input" if mode in ("max", "min", "median",
                        "stochastic") else "float32") for mode in POOL_PARAMS},
+    "conv2d": Operation(
+        "conv2d", "conv2d", "a CNN layer across channels, as torch.nn.Conv2d: @FILE, a .npy weight or an .npz of "
+        "weight and bias", (Param("weights", str, None), Param("stride", str, "1"), Param("padding", str, "0"),
+                            Param("dilation", str, "1"), Param("groups", int, 1),
+                            Param("padding_mode", str, "zeros")), positional=("weights",),
+    ),  # fmt: skip
     "relu": Operation("relu", "elementwise", "max(x, 0)", runner=_each(lambda x, o, np: np.maximum(x, np.float32(0)))),
     "leaky-relu": Operation(
         "leaky-relu", "elementwise", "x if x ≥ 0 else alpha·x", (Param("alpha", float, 0.01),),

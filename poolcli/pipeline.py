@@ -51,6 +51,16 @@ class Stage:
     def bank(self) -> bool:
         return isinstance(self.spec, tuple)
 
+    @property
+    def layer(self) -> bool:
+        """A conv2d layer: its output channels sum over the input channels."""
+        return self.op.kind == "conv2d"
+
+    @property
+    def maps(self) -> bool:
+        """Whether the stage's result is feature maps (a bank's, a layer's): one file each."""
+        return self.bank or self.layer
+
     def describe(self) -> str:
         """The stage with every option resolved, e.g. ``pool max 2x2 stride=2x2 padding=0x0 …``."""
         if self.op.kind == "conv":
@@ -60,6 +70,11 @@ class Stage:
             what = f"bank of {len(specs)}" if self.bank else "kernel"
             return (f"conv {self.label} ({what} {shapes}) boundary={k.boundary} cval={k.cval:g} stride={k.stride} "
                     f"dilation={k.dilation}")  # fmt: skip
+        if self.layer:
+            s = self.spec
+            return (f"conv2d {self.label} ({s.out_channels}x{s.in_channels // s.groups}x{s.weight.shape[2]}x"
+                    f"{s.weight.shape[3]}) stride={tags.hw(s.stride)} padding={'-'.join(map(str, s.pads))} "
+                    f"dilation={tags.hw(s.dilation)} groups={s.groups} padding_mode={s.padding_mode}")  # fmt: skip
         if self.op.kind == "pool":
             s = self.spec
             if s.output_size is not None:
@@ -165,6 +180,26 @@ def _conv_stage(kernel: str, tokens: list[str], number: int, text: str) -> Stage
     return Stage(text, op, tuple(specs) if bank else specs[0], tag, zero, "+".join(names))
 
 
+def _conv2d_stage(tokens: list[str], number: int, text: str) -> Stage:
+    """``conv2d @FILE [stride= padding= dilation= groups= padding_mode=]``: a layer's weights."""
+    import os
+
+    from .layers import layer_spec
+
+    op = ops.OPERATIONS["conv2d"]
+    o = _arguments(op, tokens, number, text)
+    if not str(o["weights"]).startswith("@"):
+        raise _fail(number, text, "conv2d takes its weights from a file: conv2d @FILE (.npy, or .npz of weight "
+                                  "and bias; `poolcli kernels --layer gabor -o gabor.npz` makes one)")  # fmt: skip
+    path = o["weights"][1:]
+    try:
+        spec = layer_spec(path, o["stride"], o["padding"], o["dilation"], o["groups"], o["padding_mode"])
+    except UsageError as exc:
+        raise UsageError(f"pipeline stage {number} '{text.strip()}': {exc}") from None
+    stem = os.path.splitext(os.path.basename(path))[0] or "layer"
+    return Stage(text, op, spec, tags.conv2d_tag(stem, spec), True, stem)
+
+
 def _pool_stage(mode: str, rest: list[str], number: int, text: str, shape: str = "window") -> Stage:
     op = ops.lookup(mode)
     if op is None or op.kind != "pool":
@@ -210,6 +245,8 @@ def parse_stage(text: str, number: int) -> Stage:
         raise _fail(number, text, "empty stage (two '|' in a row, or one at an end?)")
     head, rest = tokens[0], tokens[1:]
     key = head.lower()
+    if key == "conv2d":
+        return _conv2d_stage(rest, number, text)
     if key == "conv":
         if not rest or "=" in rest[0]:
             raise _fail(number, text, f"conv needs a KERNEL (e.g. {_EXAMPLES['conv']})")
@@ -266,7 +303,13 @@ class Pipeline:
 
     @property
     def has_bank(self) -> bool:
-        return any(s.bank for s in self.stages)
+        """Whether the result is feature maps (a bank's or a conv2d layer's): one file each."""
+        return any(s.maps for s in self.stages)
+
+    @property
+    def streams(self) -> bool:
+        """Whether every stage runs band by band (a conv2d layer reads its input whole)."""
+        return not any(s.layer for s in self.stages)
 
     def colours(self, colour: int) -> list[int]:
         """The colour channels after each stage of an image with ``colour`` of them (a bank
@@ -275,6 +318,8 @@ class Pipeline:
         for stage in self.stages:
             if stage.bank:
                 colour *= len(stage.spec)
+            elif stage.layer:
+                colour = stage.spec.out_channels
             elif stage.op.name == "gray":
                 colour = 1
             out.append(colour)
@@ -309,6 +354,10 @@ def _apply(stage: Stage, x: np.ndarray, colour: int) -> tuple[np.ndarray, int]:
     if kind == "elementwise":
         out = stage.op.runner(x, stage.spec, colour)
         return out, (1 if stage.op.name == "gray" and colour == 3 else colour)
+    if stage.layer:  # alpha is not an input channel and does not travel through the layer
+        from .layers import apply_hwc
+
+        return apply_hwc(x, colour, stage.spec), stage.spec.out_channels
     specs = stage.spec if stage.bank else (stage.spec,)
     src = x[:, :, :colour]
     maps = [api.apply_convolve(src, spec) for spec in specs]  # kernel-major: map k·C + c

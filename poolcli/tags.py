@@ -48,6 +48,24 @@ def convolve_tag(name: str, spec, params=(), flip: bool = False) -> str:
     return "_".join(parts)
 
 
+def conv2d_tag(stem: str, spec) -> str:
+    """``conv2d-gabor-1a2b3c4d``, then ``s2``, ``p1``/``psame``, ``d2``, ``g3``, the padding mode:
+    the weights' file stem and hash, and every option that changes the result."""
+    parts = [f"conv2d-{stem}-{weights_hash(np.concatenate([spec.weight.ravel(), spec.bias]))}"]
+    if spec.stride != (1, 1):
+        parts.append(f"s{hw(spec.stride)}")
+    if spec.pads != (0, 0, 0, 0):
+        t, b, left, right = spec.pads
+        parts.append(f"p{hw((t, left))}" if (t, left) == (b, right) else f"p{t}-{b}-{left}-{right}")
+    if spec.dilation != (1, 1):
+        parts.append(f"d{hw(spec.dilation)}")
+    if spec.groups != 1:
+        parts.append(f"g{spec.groups}")
+    if spec.padding_mode != "zeros":
+        parts.append(spec.padding_mode)
+    return "_".join(parts)
+
+
 def pool_tag(spec, is_global: bool = False) -> str:
     """``max2``, ``avg3x2_s1_p1`` (KH×KW), ``lp2_pow3``, ``max_global``, ``avg_64x48`` (W×H as
     ``--to``), then every other option that changes the result."""

@@ -471,7 +471,7 @@ def task_files(job, task: Task, colour: int | None, *, partial: bool = False) ->
     files: list[str] = []
     banked = False
     for i, stage in enumerate(pipe.stages, start=1):
-        banked = banked or stage.bank
+        banked = banked or stage.maps
         if not job.save_stages:
             continue
         path = suffixed(task.dest, f".{i}-{stage.tag}")

@@ -17,7 +17,7 @@ def draw_demo(figures: list[dict], path: str) -> None:
     """The demo's figures as one picture: each title, its input and its result as grids."""
     from PIL import Image, ImageDraw
 
-    font, big = _font(14), _font(16)
+    font, big = load_font(14), load_font(16)
     cell = 46
     rows = []
     for fig in figures:
@@ -30,7 +30,7 @@ def draw_demo(figures: list[dict], path: str) -> None:
     d = ImageDraw.Draw(canvas)
     y = 10
     for fig, h in zip(figures, rows):
-        d.text((20, y), _ascii(fig["title"]), fill="black", font=big)
+        d.text((20, y), ascii_text(fig["title"]), fill="black", font=big)
         x = 20
         for values in (fig["input"], fig["result"]):
             for i, row in enumerate(values):
@@ -43,10 +43,10 @@ def draw_demo(figures: list[dict], path: str) -> None:
             x += len(values[0]) * cell + 60
             d.text((x - 45, y + 30 + cell), "->", fill="black", font=big)
         y += h
-    _save(canvas, path)
+    save(canvas, path)
 
 
-def _ascii(text: str) -> str:
+def ascii_text(text: str) -> str:
     """Text the bundled font can draw: the formulas' symbols in ASCII."""
     for a, b in (("⌊", "floor("), ("⌋", ")"), ("⌈", "ceil("), ("⌉", ")"), ("−", "-"), ("·", "*"), ("×", "x"),
                  ("→", "->"), ("√", "sqrt")):  # fmt: skip
@@ -54,7 +54,7 @@ def _ascii(text: str) -> str:
     return text
 
 
-def _font(size: int = 14):
+def load_font(size: int = 14):
     from PIL import ImageFont
 
     try:
@@ -157,7 +157,7 @@ def montage(panels: list[tuple], path: str | None = None):
     the layout: one dict per panel with its title, box, number of maps and colour scale)."""
     from PIL import Image, ImageDraw
 
-    font, pad, head, bar = _font(13), 12, 34, 14
+    font, pad, head, bar = load_font(13), 12, 34, 14
     tiles = []
     for panel in panels:
         if isinstance(panel, _Tile):
@@ -212,7 +212,7 @@ def draw(info: dict, image: np.ndarray, path: str) -> None:
     result."""
     from PIL import Image, ImageDraw
 
-    font, big = _font(14), _font(18)
+    font, big = load_font(14), load_font(18)
     img = np.asarray(image)
     img = img[:, :, None] if img.ndim == 2 else img
     step = max(1, max(img.shape[:2]) // 440)  # the thumbnail is 220 px: no need to convert every pixel
@@ -285,12 +285,12 @@ def draw(info: dict, image: np.ndarray, path: str) -> None:
     d.text((20, y), result, fill="black", font=big)
     d.text((20, y + 30), note, fill=(110, 110, 110), font=font)
     d.text((20, y + 52), _size_line(info), fill=(110, 110, 110), font=font)
-    _save(canvas, path)
+    save(canvas, path)
 
 
 def _size_line(info: dict) -> str:
     size = info.get("output_size")
-    return _ascii(f"output size: height {size['formula_h']}, width {size['formula_w']}") if size else ""
+    return ascii_text(f"output size: height {size['formula_h']}, width {size['formula_w']}") if size else ""
 
 
 def _mark_window(d, w: dict, scale: float) -> None:
@@ -300,7 +300,7 @@ def _mark_window(d, w: dict, scale: float) -> None:
                 outline=(220, 30, 30), width=2)  # fmt: skip
 
 
-def _save(canvas, path: str) -> None:
+def save(canvas, path: str) -> None:
     """The picture, at most :data:`MAX_SIDE` pixels a side, written atomically."""
     from ..io import atomic_output
 
@@ -318,7 +318,7 @@ def _draw_heat(info: dict, heat: dict, thumb, scale: float, path: str) -> None:
     as a heat map of its block means, 256 pixels a side, and the numbers summarised."""
     from PIL import Image, ImageDraw
 
-    font, big = _font(14), _font(18)
+    font, big = load_font(14), load_font(18)
     maps = [("input patch", heat["input_patch"])]
     if heat.get("kernel") is not None:
         pairs = isinstance(info["sum"], list)
@@ -356,6 +356,6 @@ def _draw_heat(info: dict, heat: dict, thumb, scale: float, path: str) -> None:
         d.text((20, y + 30), f"window of {w['count']:,} cells: min {w['min']:.6g}, max {w['max']:.6g}, "
                              f"mean {w['mean']:.6g}", fill=(110, 110, 110), font=font)  # fmt: skip
     d.text((20, y + 52), _size_line(info), fill=(110, 110, 110), font=font)
-    _save(canvas, path)
+    save(canvas, path)
 
 

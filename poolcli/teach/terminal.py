@@ -8,7 +8,7 @@ import numpy as np
 from .numbers import demo, num, spans
 
 
-def _grid(title: str, values, *, pad=None, marks=()):
+def grid(title: str, values, *, pad=None, marks=()):
     """A Rich table of numbers: ``marks`` (row, column) cells highlighted, padded cells dim."""
     from rich.table import Table
 
@@ -78,8 +78,8 @@ def render(console, info: dict) -> None:
             kernels = info["kernel"] if len(sums) > 1 else [info["kernel"]]
             products = info["products"] if len(sums) > 1 else [info["products"]]
             for n, (k, p) in enumerate(zip(kernels, products)):
-                console.print(Columns([_grid("input patch", info["input_patch"], pad=info["padding"]),
-                                       _grid(f"kernel{names[n]}", k), _grid(f"products{names[n]}", p)]))  # fmt: skip
+                console.print(Columns([grid("input patch", info["input_patch"], pad=info["padding"]),
+                                       grid(f"kernel{names[n]}", k), grid(f"products{names[n]}", p)]))  # fmt: skip
         for n, total in enumerate(sums):
             label = f"{names[n].strip()} = " if names[n] else ""
             console.print(f"{label}sum of products{names[n]} = {total:.6g}")
@@ -98,7 +98,7 @@ def render(console, info: dict) -> None:
             marks = set()
             if w["chosen"] is not None:
                 marks.add((w["rows"].index(w["chosen"][0]), w["cols"].index(w["chosen"][1])))
-            console.print(_grid("window", info["input_patch"], pad=info["padding"], marks=marks))
+            console.print(grid("window", info["input_patch"], pad=info["padding"], marks=marks))
         if info["mode"] == "avg":
             console.print(f"sum {info['sum']:.6g} / divisor {w['divisor']} = {info['sum'] / w['divisor']:.6g}")
         elif info["mode"] == "lp":
@@ -122,7 +122,7 @@ def render_demo(console, figures: list[dict] | None = None) -> None:
         from rich.columns import Columns
 
         marks = {tuple(step["window"]["chosen"]) for step in figure["steps"] if step["window"].get("chosen")}
-        console.print(Columns([_grid("input", figure["input"], marks=marks), _grid("result", figure["result"])]))
+        console.print(Columns([grid("input", figure["input"], marks=marks), grid("result", figure["result"])]))
         for step in figure["steps"]:
             render(console, step)
 
