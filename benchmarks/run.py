@@ -764,6 +764,86 @@ def bench_png(data, reps: int) -> None:
 # --------------------------------------------------------------------------- main
 
 
+# --------------------------------------------------------------------------- 12. conv2d, and integer results
+
+
+def bench_conv2d(reps: int) -> None:
+    """poolcli.conv2d against torch.nn.functional.conv2d (oneDNN) on the same threads, the
+    two-layer forward pass, and 8-bit average pooling written as uint8 (dtype=) against OpenCV."""
+    import poolcli
+
+    torch = optional("torch")
+    cv2 = optional("cv2")
+    threads = os.cpu_count() or 2
+    if torch is not None:
+        torch.set_num_threads(threads)
+    if cv2 is not None:
+        cv2.setNumThreads(threads)
+    rng = np.random.default_rng(0)
+    say("\n### 12. conv2d (a CNN layer across channels) against PyTorch, same threads\n")
+    for cin, cout, k, side, target in ((3, 8, 3, 1024, "≥ 1.5"), (3, 16, 3, 1024, "≥ 1.5"), (3, 16, 5, 1024, "≥ 1.2"),
+                                       (3, 64, 3, 512, "≥ 1.0"), (16, 32, 3, 512, "≥ 1.0")):  # fmt: skip
+        x = (rng.random((1, cin, side, side)) * 255).astype(np.float32)
+        w = rng.standard_normal((cout, cin, k, k)).astype(np.float32)
+        b = np.zeros(cout, np.float32)
+        cases = {"poolcli": lambda x=x, w=w, b=b, k=k: poolcli.conv2d(x, w, b, padding=k // 2)}
+        if torch is not None:
+            tx, tw, tb = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
+            cases["PyTorch F.conv2d"] = lambda tx=tx, tw=tw, tb=tb, k=k: torch.nn.functional.conv2d(tx, tw, tb,
+                                                                                               padding=k // 2)
+        else:
+            SKIPPED.append("PyTorch (pip install torch)")
+        table(f"{cin}→{cout} {k}×{k} at {side}²", rounds(cases, reps), "poolcli", f"{target} against PyTorch")
+    img = (rng.random((1, 3, 1024, 1024)) * 255).astype(np.float32)
+    w1, w2 = rng.standard_normal((16, 3, 3, 3)).astype(np.float32), rng.standard_normal((32, 16, 3, 3)).astype(np.float32)
+
+    def ours():
+        h = poolcli.pool(np.maximum(poolcli.conv2d(img, w1, padding=1), 0), "max", 2, layout="nchw")
+        return poolcli.pool(np.maximum(poolcli.conv2d(h, w2, padding=1), 0), "max", 2, layout="nchw")
+
+    cases = {"poolcli": ours}
+    if torch is not None:
+        F, t_img, t1, t2 = torch.nn.functional, torch.from_numpy(img), torch.from_numpy(w1), torch.from_numpy(w2)
+        cases["PyTorch"] = lambda: F.max_pool2d(F.relu(F.conv2d(F.max_pool2d(F.relu(F.conv2d(t_img, t1, padding=1)),
+                                                                           2), t2, padding=1)), 2)  # fmt: skip
+    table("two layers at 1024²: conv 3→16 | relu | max 2 | conv 16→32 | relu | max 2", rounds(cases, reps),
+          "poolcli", "≥ 1.0 against PyTorch")  # fmt: skip
+    for side in (2048, 4096):
+        u8 = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+        cases = {"poolcli pool avg 2, dtype=uint8": lambda u8=u8: poolcli.pool(u8, "avg", 2, dtype=np.uint8)}
+        if cv2 is not None:
+            cases["OpenCV resize INTER_AREA"] = lambda u8=u8, side=side: cv2.resize(u8, (side // 2, side // 2),
+                                                                                   interpolation=cv2.INTER_AREA)
+        table(f"8-bit avg pool 2 → uint8 at {side}²", rounds(cases, reps), "poolcli pool avg 2, dtype=uint8",
+              "≥ 1.0 against OpenCV")  # fmt: skip
+
+
+def bench_side(reps: int) -> None:
+    """A learner's notebook: poolcli alternating with cv2.filter2D in a process that imported
+    OpenCV and PyTorch (the intermittent slowdown of issue #23), 2048² RGB uint8 and float32."""
+    import poolcli
+
+    cv2, torch = optional("cv2"), optional("torch")
+    if cv2 is None or torch is None:
+        SKIPPED.append("the side-by-side harness (needs OpenCV and PyTorch)")
+        return
+    rng = np.random.default_rng(0)
+    u8 = rng.integers(0, 256, (2048, 2048, 3), dtype=np.uint8)
+    f32 = u8.astype(np.float32)
+    say("\n### 13. Beside OpenCV and PyTorch in one process (sharpen, mirror, 2048² RGB)\n")
+    for name, img in (("uint8", u8), ("float32", f32)):
+        cases = {"poolcli": lambda img=img: poolcli.convolve(img, "sharpen", boundary="mirror"),
+                 "OpenCV filter2D": lambda img=img: cv2.filter2D(img, -1, np.array([[0, -1, 0], [-1, 5, -1],
+                                                                                    [0, -1, 0]], np.float32))}  # fmt: skip
+        got = {k: [] for k in cases}
+        for _ in range(9):  # nine measurements, as the issue's; each the median of its rounds
+            for k, v in rounds(cases, reps).items():
+                got[k].append(v)
+        say(f"\n#### {name}: nine runs of {reps} rounds each (ms)\n")
+        for k, v in got.items():
+            say(f"- {k}: " + ", ".join(f"{t * 1e3:.1f}" for t in v) + f" (median {median(v) * 1e3:.1f})")
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -802,6 +882,8 @@ SECTIONS = [
     "firstrun",
     "stream",
     "giga",
+    "conv2d",
+    "side",
 ]
 ANALYSIS = "## Analysis"
 
@@ -831,6 +913,8 @@ def main() -> None:
                 "firstrun": lambda: bench_first_run(tmp),
                 "stream": lambda: bench_stream(3, tmp),
                 "giga": lambda: bench_giga(tmp),
+                "conv2d": lambda: bench_conv2d(reps),
+                "side": lambda: bench_side(reps),
             }[args.section]()
         for item in sorted(set(SKIPPED)):
             print(f"SKIPPED: {item}", flush=True)

@@ -19,6 +19,7 @@ from .errors import ImageError, UsageError, did_you_mean
 from .kernels import get_kernel
 from .layout import as_image, in_layout
 from .ops import BOUNDARIES, BOUNDARY_ALIASES, OPERATIONS, PICKS, POOL_MODES
+from .topixels import as_dtype, result_dtype
 
 __all__ = ["convolve", "pool", "get_kernel", "BOUNDARIES", "MODES", "resolve_boundary", "resolve_mode"]
 
@@ -208,6 +209,7 @@ def convolve(
     size: int | None = None,
     sigma: float | None = None,
     layout: str | None = None,
+    dtype=None,
 ) -> np.ndarray:
     """Correlate every channel of an image with a kernel, as ``scipy.ndimage.correlate``.
 
@@ -236,10 +238,13 @@ def convolve(
         How ``image``'s axes are laid out (a PyTorch tensor's (C, H, W) or (N, C, H, W) as it
         is); the result is laid out alike.  Without it a 3-D array that looks channels-first
         is refused, and 4-D input needs it.
+    dtype : numpy dtype, optional
+        The result's type (default float32); an integer type is rounded to nearest, half to
+        even (as ``np.rint``), and clipped to its range.
 
     Returns
     -------
-    (OH, OW) or (OH, OW, C) float32 ndarray (or the ``layout`` given)
+    (OH, OW) or (OH, OW, C) float32 ndarray (or the ``layout`` and ``dtype`` given)
 
     Examples
     --------
@@ -251,7 +256,8 @@ def convolve(
     spec = convolve_spec(
         kernel, boundary=boundary, cval=cval, stride=stride, dilation=dilation, flip=flip, size=size, sigma=sigma
     )
-    return in_layout(image, layout, lambda x: apply_convolve(x, spec))
+    target = result_dtype(dtype)
+    return in_layout(image, layout, lambda x: as_dtype(apply_convolve(x, spec), target))
 
 
 def sample_like(plane: np.ndarray, spec: ConvolveSpec, oh: int, ow: int) -> np.ndarray:
@@ -407,6 +413,7 @@ def pool(
     seed: int | None = None,
     output_size=None,
     layout: str | None = None,
+    dtype=None,
 ) -> np.ndarray:
     """Pool every channel of an image as a CNN pooling layer, equal to PyTorch's functions.
 
@@ -443,11 +450,15 @@ def pool(
         How ``image``'s axes are laid out; the result is laid out alike, so an (N, C, H, W)
         batch pools exactly as ``torch.nn.functional.max_pool2d`` pools it.  Without it a 3-D
         array that looks channels-first is refused, and 4-D input needs it.
+    dtype : numpy dtype, optional
+        The result's type (default: the rule below); an integer type is rounded to nearest,
+        half to even (as ``np.rint``), and clipped to its range.  8-bit average pooling in
+        non-overlapping windows with ``dtype=np.uint8`` writes the bytes directly.
 
     Returns
     -------
     (OH, OW) or (OH, OW, C) ndarray: the input dtype for max, min, median and stochastic;
-    float32 for avg and lp.
+    float32 for avg and lp (or ``dtype``).
 
     Examples
     --------
@@ -464,7 +475,14 @@ def pool(
         mode, size, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode,
         count_include_pad=count_include_pad, divisor=divisor, p=p, seed=seed, output_size=output_size,
     )  # fmt: skip
-    return in_layout(image, layout, lambda x: apply_pool(x, spec), per_image=spec.mode == "stochastic")
+    target = result_dtype(dtype)
+
+    def one(x):
+        if target == np.uint8 and direct_pixels(as_image(x), spec):  # straight to bytes, as OpenCV's INTER_AREA
+            return apply_pool(x, spec, as_pixels=True)
+        return as_dtype(apply_pool(x, spec), target)
+
+    return in_layout(image, layout, one, per_image=spec.mode == "stochastic")
 
 
 @dataclass(frozen=True)

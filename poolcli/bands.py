@@ -204,24 +204,32 @@ class ConvolveRows(_Stage):
             early.update(r[used & (r >= reached)].tolist())
         self.window.prefetch(early)
 
+    def _source(self, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
+        """(the source rows output rows y0 … y1 − 1 read, each source row's row of them or −1)."""
+        lo, hi, extra = self._needs(y0, y1)
+        run = self.window.rows(lo, hi)
+        local = np.full(self.H, -1, np.int64)  # source row → row of buf
+        local[lo:hi] = np.arange(hi - lo)
+        if not extra:
+            return run, local
+        missing = [r for r in extra if r not in self.window.pinned]
+        if missing:
+            raise AssertionError(f"rows {missing[:3]} were not kept")
+        local[extra] = np.arange(hi - lo, hi - lo + len(extra))
+        return np.concatenate([run, np.stack([self.window.pinned[r] for r in extra])], axis=0), local
+
     def read(self, n: int) -> np.ndarray:
         if not self.prefetched:
             self._prefetch()
         y0, y1 = self.at, min(self.height, self.at + max(0, n))
         if y1 <= y0:
             return np.empty((0, self.width, self.channels), self.dtype)
-        lo, hi, extra = self._needs(y0, y1)
-        run = self.window.rows(lo, hi)
-        local = np.full(self.H, -1, np.int64)  # source row → row of buf
-        local[lo:hi] = np.arange(hi - lo)
-        if extra:
-            missing = [r for r in extra if r not in self.window.pinned]
-            if missing:
-                raise AssertionError(f"rows {missing[:3]} were not kept")
-            buf = np.concatenate([run, np.stack([self.window.pinned[r] for r in extra])], axis=0)
-            local[extra] = np.arange(hi - lo, hi - lo + len(extra))
-        else:
-            buf = run
+        buf, local = self._source(y0, y1)
+        self.at = y1
+        return self._compute(buf, local, y0, y1)
+
+    def _compute(self, buf: np.ndarray, local: np.ndarray, y0: int, y1: int) -> np.ndarray:
+        """Output rows y0 … y1 − 1 from the source rows ``buf`` (``local``: see :meth:`_source`)."""
         colour = _channels(buf, 0, self.colour)
         maps = []
         for p in self.plans:
@@ -236,8 +244,34 @@ class ConvolveRows(_Stage):
             s = self.stride
             a = buf[rows][:, left : left + (self.width - 1) * s + 1 : s, self.colour :]
             maps.append(a.astype(np.float32))
-        self.at = y1
         return maps[0] if len(maps) == 1 else np.ascontiguousarray(np.concatenate(maps, axis=2))
+
+
+class LayerRows(ConvolveRows):
+    """A conv2d layer (:func:`poolcli.layers.apply_hwc`) on the ``colour`` first channels of
+    ``src``, band by band; alpha does not travel through it."""
+
+    def __init__(self, src: Rows, spec, colour: int):
+        from .layers import LayerPlan
+
+        if colour != spec.in_channels:
+            raise ImageError(f"the conv2d layer takes {spec.in_channels} input channels, the image has {colour}")
+        self.src, self.colour = src, colour
+        self.plans = [LayerPlan((src.height, src.width, colour), spec)]
+        self.height, self.width = self.plans[0].oh, self.plans[0].ow
+        self.alpha, self.channels, self.dtype = 0, spec.out_channels, np.dtype(np.float32)
+        self.H = H = src.height
+        p = self.plans[0]
+        pad = np.concatenate([p.rowmap[: p.top], p.rowmap[p.top + H :]])
+        self.window = _Window(src, {r for r in np.unique(pad).tolist() if r >= 0})
+        self.at, self.prefetched = 0, False
+
+    def _compute(self, buf: np.ndarray, local: np.ndarray, y0: int, y1: int) -> np.ndarray:
+        p = self.plans[0]
+        pr = p.padded_rows(y0, y1)
+        out = np.empty((y1 - y0, self.width, self.channels), np.float32)
+        p.compute(buf[:, :, : self.colour], np.where(pr >= 0, local[np.maximum(pr, 0)], -1), out)
+        return out
 
 
 class PoolRows(_Stage):

@@ -62,7 +62,6 @@ class Job:
     pipeline = None  # poolcli.pipeline.Pipeline of a run job
     save_stages = False
     is_global = False
-    streams = True  # whether it can run band by band (contract §10)
 
     @property
     def has_maps(self) -> bool:
@@ -96,7 +95,7 @@ class _Adopted(Job):
 
     def __init__(self, inner):
         self.inner = inner
-        for name in ("command", "tag", "tag_given", "gray", "pipeline", "save_stages", "is_global", "streams"):
+        for name in ("command", "tag", "tag_given", "gray", "pipeline", "save_stages", "is_global"):
             setattr(self, name, getattr(inner, name, getattr(Job, name)))
 
     def apply(self, pic: Picture, panels: list | None = None) -> Result:
@@ -335,10 +334,6 @@ class RunJob(Job):
 
     def compute(self, pic: Picture, *, panels: list | None = None, save=None, pixels: bool = False) -> Result:
         return self.apply(pic, save=save) if panels is None else self.apply(pic, panels=panels, save=save)
-
-    @property
-    def streams(self) -> bool:
-        return self.pipeline.streams
 
     def banded(self, src, alpha: bool, *, pixels: bool = False) -> Banded:
         """:meth:`apply` band by band on the rows ``src`` (alpha last when ``alpha``)."""

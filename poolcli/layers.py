@@ -58,6 +58,13 @@ class Conv2dSpec:
     boundary: str
     padding_mode: str
 
+    def run(self, xp: np.ndarray, out: np.ndarray) -> None:
+        """The compiled loop on a padded (C_in, Hp, Wp) float32 image into (C_out, OH, OW)."""
+        engine()  # Numba's import counts as compile time; the layer's loops load with it
+        from .engine import conv2d as loops
+
+        run_compiled(loops.conv2d, xp, self.weight, self.bias, *self.stride, *self.dilation, self.groups, out)
+
     @property
     def in_channels(self) -> int:
         return self.weight.shape[1] * self.groups
@@ -130,12 +137,8 @@ def apply_conv2d(chw: np.ndarray, spec: Conv2dSpec) -> np.ndarray:
         raise UsageError(f"padding {spec.pads} with padding_mode='reflect' must be less than the input's size {h}×{w}")
     if spec.padding_mode == "circular" and (max(t, b) > h or max(left, right) > w):
         raise UsageError(f"padding {spec.pads} with padding_mode='circular' must be at most the input's size {h}×{w}")
-    xp = padded(chw, spec)
     out = np.empty((spec.out_channels, oh, ow), np.float32)
-    engine()  # Numba's import counts as compile time; the layer's loops load with it
-    from .engine import conv2d as loops
-
-    run_compiled(loops.conv2d, xp, spec.weight, spec.bias, *spec.stride, *spec.dilation, spec.groups, out)
+    spec.run(padded(chw, spec), out)
     return out
 
 
@@ -338,3 +341,39 @@ def layer_bytes(kind: str, out_channels: int, size: int, seed: int | None) -> by
     buf = io.BytesIO()
     np.savez(buf, weight=weight, bias=bias)
     return buf.getvalue()
+
+
+class LayerPlan:
+    """What a band of a layer's output rows reads (as :class:`poolcli.api.ConvPlan` says it for
+    ``convolve``): ``rowmap`` the source row of each padded row (−1: zero), output row y reading
+    padded rows y·stride … y·stride + span − 1; :meth:`compute` runs the same loop as the whole
+    image on the band, so the two are bit-identical."""
+
+    def __init__(self, shape: tuple[int, int, int], spec: Conv2dSpec):
+        H, W, _ = shape
+        self.spec = spec
+        t, b, left, right = spec.pads
+        self.oh, self.ow = spec.output_size(H, W)
+        if self.oh < 1 or self.ow < 1:
+            raise UsageError(f"input {H}×{W} is smaller than the kernel's reach (output would be {self.oh}×{self.ow})")
+        self.top, self.stride = t, spec.stride[0]
+        self.span = spec.dilation[0] * (spec.weight.shape[2] - 1) + 1
+        self.rowmap = index_map(H, t, b, spec.boundary)
+        self.colmap = index_map(W, left, right, spec.boundary)
+
+    def padded_rows(self, y0: int, y1: int) -> np.ndarray:
+        return self.rowmap[y0 * self.stride : (y1 - 1) * self.stride + self.span]
+
+    def compute(self, band: np.ndarray, rowmap: np.ndarray, out: np.ndarray) -> None:
+        """``out`` (rows, OW, C_out) of the (R, W, C_in) source rows ``band``; ``rowmap`` gives each
+        padded row's row of ``band`` (−1: zero)."""
+        spec = self.spec
+        chw = np.moveaxis(np.asarray(band, np.float32), -1, 0)
+        xp = chw[:, np.maximum(rowmap, 0)][:, :, np.maximum(self.colmap, 0)]
+        zero = (rowmap < 0)[:, None] | (self.colmap < 0)[None, :]
+        if zero.any():
+            xp[:, zero] = 0.0
+        xp = np.ascontiguousarray(xp, np.float32)
+        maps = np.empty((spec.out_channels, out.shape[0], out.shape[1]), np.float32)
+        spec.run(xp, maps)
+        out[:] = np.moveaxis(maps, 0, -1)

@@ -306,10 +306,6 @@ class Pipeline:
         """Whether the result is feature maps (a bank's or a conv2d layer's): one file each."""
         return any(s.maps for s in self.stages)
 
-    @property
-    def streams(self) -> bool:
-        """Whether every stage runs band by band (a conv2d layer reads its input whole)."""
-        return not any(s.layer for s in self.stages)
 
     def colours(self, colour: int) -> list[int]:
         """The colour channels after each stage of an image with ``colour`` of them (a bank
@@ -423,6 +419,8 @@ def stage_rows(stage: Stage, src, colour: int):
         return bands.MapRows(src, lambda band: run(band, spec, colour), src.channels - 2 if gray else src.channels), (
             1 if gray else colour
         )
+    if stage.layer:
+        return bands.LayerRows(src, stage.spec, colour), stage.spec.out_channels
     specs = stage.spec if stage.bank else (stage.spec,)
     return bands.ConvolveRows(src, specs, colour), colour * len(specs)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .engine.runtime import row_blocks, run_compiled
+from .errors import UsageError
 
 EIGHT_BIT_NOTE = "16-bit result written with 8 bits per channel ({fmt} holds 8)"
 
@@ -98,4 +99,30 @@ def value_span(result: np.ndarray, colour_channels: int, span=None) -> tuple[flo
     lo, hi = float(lohi[:, 0].min()), float(lohi[:, 1].max())
     return (lo, hi) if span is None else (min(lo, span[0]), max(hi, span[1]))
 
+
+def result_dtype(dtype) -> np.dtype | None:
+    """``dtype=`` checked: None (the default rule) or a NumPy integer or float type."""
+    if dtype is None:
+        return None
+    try:
+        target = np.dtype(dtype)
+    except TypeError:
+        raise UsageError(f"dtype must be a NumPy integer or float type, got {dtype!r}") from None
+    if target.kind not in "uif":
+        raise UsageError(f"dtype must be a NumPy integer or float type, got {target}")
+    return target
+
+
+def as_dtype(result: np.ndarray, target: np.dtype | None) -> np.ndarray:
+    """``result`` as ``target``: integers rounded to nearest, half to even, and clipped to the
+    type's range; floats cast."""
+    if target is None or result.dtype == target:
+        return result
+    if target.kind in "ui" and result.dtype.kind == "f":
+        info = np.iinfo(target)
+        return np.clip(np.rint(result), info.min, info.max).astype(target)
+    if target.kind in "ui" and result.dtype.kind in "ui":
+        info = np.iinfo(target)
+        return np.clip(result, info.min, info.max).astype(target)
+    return result.astype(target)
 

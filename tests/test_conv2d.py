@@ -332,3 +332,37 @@ def test_explain_a_layer_across_channels(cli, tmp_path):
     assert Image.open(tmp_path / "x.png").size[0] > 100
     bad = cli("explain", str(tmp_path / "in.png"), "--stage", f"conv2d @{path}", "--at", "2,2", "--out-channel", "9")
     assert bad.code == 2 and "--out-channel must be from 0 to 4" in bad.stderr
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+def test_the_stage_streams_band_by_band_bit_identical(tmp_path, mode):
+    from poolcli import bands
+    from poolcli.pipeline import Pipeline, pipeline_rows
+
+    rng = np.random.default_rng(11)
+    img = (rng.random((23, 19, 3)) * 255).astype(np.uint8)
+    for k, stride, padding, dilation in ((3, 1, "same", 1), (4, 2, "2", 1), (3, 1, "1", 2), (5, 3, "0", 1)):
+        np.save(tmp_path / "w.npy", rng.standard_normal((5, 3, k, k)).astype(np.float32))
+        pipe = Pipeline.parse(f"conv2d @{tmp_path / 'w.npy'} stride={stride} padding={padding} "
+                              f"dilation={dilation} padding_mode={mode} | relu")  # fmt: skip
+        whole = pipe.apply(img, 3)[0]
+        for band in (1, 3, 64):
+            rows, colour = pipeline_rows(pipe, bands.ArrayRows(img), 3)
+            assert colour == 5
+            np.testing.assert_array_equal(bands.collect(rows, band), whole)
+
+
+def test_the_stage_streams_through_the_command_line(cli, tmp_path):
+    from PIL import Image
+
+    path, _, _ = _layer(tmp_path, "l.npz", cout=3)
+    img = (np.random.default_rng(4).random((70, 50, 3)) * 255).astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "in.png")
+    import json
+
+    for flag, name in (("--stream", "s"), ("--no-stream", "w")):
+        out = cli("run", f"conv2d @{path} padding=same | relu | max 2", str(tmp_path / "in.png"), "-f", "npy",
+                  "-o", str(tmp_path / f"{name}.npy"), flag, "--json")  # fmt: skip
+        assert out.code == 0, out.stderr
+        assert json.loads(out.stdout)["files"][0]["streamed"] == (flag == "--stream")
+    np.testing.assert_array_equal(np.load(tmp_path / "s.npy"), np.load(tmp_path / "w.npy"))

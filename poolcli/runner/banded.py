@@ -37,7 +37,7 @@ def stream_pixels(task: Task, job: Job, stream: bool | None, max_pixels: int | N
     limit, as before; ``--max-pixels 0`` lifts that too."""
     if stream is False or task.source == "-" or task.dest == "-" or montage or task.fmt not in io.STREAMS_OUT:
         return None
-    if job.save_stages or not job.streams:
+    if job.save_stages:
         return None
     try:
         st = os.stat(task.source)
