@@ -3,10 +3,11 @@
 The input arrives padded (by the caller's index tables: zeros, reflect, replicate, circular) and
 in float32, channels first; each output row is a prange task.  Output channels of one group go
 four at a time (register blocking: one load of an input value feeds four accumulating rows, held
-in L1), and with stride 1 the taps of a kernel row go three at a time into one update of each
-accumulator (the 3×3 specialisation: a third of the accumulator traffic).  Measured on one core
-(``benchmarks/``): a plain tap-by-tap sweep 9.7 GMAC/s, four channels 11, four channels × three
-taps 22; eight channels or channels interleaved in one array did not vectorise (2–3 GMAC/s).
+in L1), and with stride and dilation 1 the taps of a kernel row go three (then two) at a time
+into one update of each accumulator (the 3×3 specialisation: a third of the accumulator
+traffic).  Measured on one core in a micro-benchmark: a tap-by-tap sweep 9.7 GMAC/s, four
+channels 11, four channels × three taps 22; eight channels, or channels interleaved in one array,
+did not vectorise (2–3 GMAC/s).
 """
 
 from numba import prange
@@ -15,12 +16,14 @@ from ._jit import jit, pjit
 
 
 @jit
-def _taps3(r0, r1, r2, r3, src, off, d, w, n):
-    """r_k[x] += w[k, 0]·src[off + x] + w[k, 1]·src[off + x + d] + w[k, 2]·src[off + x + 2d]."""
-    a0, a1, a2, b0, b1, b2 = w[0, 0], w[0, 1], w[0, 2], w[1, 0], w[1, 1], w[1, 2]
-    c0, c1, c2, e0, e1, e2 = w[2, 0], w[2, 1], w[2, 2], w[3, 0], w[3, 1], w[3, 2]
+def _taps3(r0, r1, r2, r3, src, off, a0, a1, a2, b0, b1, b2, c0, c1, c2, e0, e1, e2, n):
+    """r_k[x] += w_k0·src[off + x] + w_k1·src[off + x + 1] + w_k2·src[off + x + 2] for the four
+    channels' weights (a, b, c, e): stride and dilation 1, the weights as scalars and the input as
+    views indexed by x alone (an index off + x may be negative as far as Numba knows, and its
+    wraparound check keeps the loop from vectorising: 3.6 against 8.7 GMAC/s a core)."""
+    p, q, u = src[off : off + n], src[off + 1 : off + 1 + n], src[off + 2 : off + 2 + n]  # no wraparound checks
     for x in range(n):
-        s0, s1, s2 = src[off + x], src[off + x + d], src[off + x + 2 * d]
+        s0, s1, s2 = p[x], q[x], u[x]
         r0[x] += a0 * s0 + a1 * s1 + a2 * s2
         r1[x] += b0 * s0 + b1 * s1 + b2 * s2
         r2[x] += c0 * s0 + c1 * s1 + c2 * s2
@@ -28,11 +31,11 @@ def _taps3(r0, r1, r2, r3, src, off, d, w, n):
 
 
 @jit
-def _taps2(r0, r1, r2, r3, src, off, d, w, n):
-    """:func:`_taps3` for two taps."""
-    a0, a1, b0, b1, c0, c1, e0, e1 = w[0, 0], w[0, 1], w[1, 0], w[1, 1], w[2, 0], w[2, 1], w[3, 0], w[3, 1]
+def _taps2(r0, r1, r2, r3, src, off, a0, a1, b0, b1, c0, c1, e0, e1, n):
+    """:func:`_taps3` for the two taps left of a kernel row (5×5: 3 + 2)."""
+    p, q = src[off : off + n], src[off + 1 : off + 1 + n]
     for x in range(n):
-        s0, s1 = src[off + x], src[off + x + d]
+        s0, s1 = p[x], q[x]
         r0[x] += a0 * s0 + a1 * s1
         r1[x] += b0 * s0 + b1 * s1
         r2[x] += c0 * s0 + c1 * s1
@@ -43,8 +46,9 @@ def _taps2(r0, r1, r2, r3, src, off, d, w, n):
 def _tap(r0, r1, r2, r3, src, off, step, w0, w1, w2, w3, n):
     """r_k[x] += w_k · src[off + x·step]: one tap, four output channels."""
     if step == 1:
+        p = src[off : off + n]  # indexed by x ≥ 0 alone: no negative-index checks, so it vectorises
         for x in range(n):
-            s = src[off + x]
+            s = p[x]
             r0[x] += w0 * s
             r1[x] += w1 * s
             r2[x] += w2 * s
@@ -62,8 +66,9 @@ def _tap(r0, r1, r2, r3, src, off, step, w0, w1, w2, w3, n):
 def _tap1(r, src, off, step, w, n):
     """r[x] += w · src[off + x·step]: one tap, one output channel."""
     if step == 1:
+        p = src[off : off + n]
         for x in range(n):
-            r[x] += w * src[off + x]
+            r[x] += w * p[x]
     else:
         for x in range(n):
             r[x] += w * src[off + x * step]
@@ -82,12 +87,17 @@ def _four(xp, w, bias, y, oc, c, sh, sw, dh, dw, out):
         for ky in range(kh):
             src = xp[c + i, y * sh + ky * dh]
             kx = 0
-            if sw == 1:  # taps three (or two) at a time
+            if sw == 1 and dw == 1:  # taps three at a time
                 while kx + 3 <= kw:
-                    _taps3(r0, r1, r2, r3, src, kx * dw, dw, w[oc : oc + 4, i, ky, kx : kx + 3], ow)
+                    _taps3(r0, r1, r2, r3, src, kx, w[oc, i, ky, kx], w[oc, i, ky, kx + 1], w[oc, i, ky, kx + 2],
+                           w[oc + 1, i, ky, kx], w[oc + 1, i, ky, kx + 1], w[oc + 1, i, ky, kx + 2],
+                           w[oc + 2, i, ky, kx], w[oc + 2, i, ky, kx + 1], w[oc + 2, i, ky, kx + 2],
+                           w[oc + 3, i, ky, kx], w[oc + 3, i, ky, kx + 1], w[oc + 3, i, ky, kx + 2], ow)  # fmt: skip
                     kx += 3
-                if kx + 2 <= kw:
-                    _taps2(r0, r1, r2, r3, src, kx * dw, dw, w[oc : oc + 4, i, ky, kx : kx + 2], ow)
+                if kx + 2 == kw:
+                    _taps2(r0, r1, r2, r3, src, kx, w[oc, i, ky, kx], w[oc, i, ky, kx + 1], w[oc + 1, i, ky, kx],
+                           w[oc + 1, i, ky, kx + 1], w[oc + 2, i, ky, kx], w[oc + 2, i, ky, kx + 1],
+                           w[oc + 3, i, ky, kx], w[oc + 3, i, ky, kx + 1], ow)  # fmt: skip
                     kx += 2
             while kx < kw:
                 _tap(r0, r1, r2, r3, src, kx * dw, sw, w[oc, i, ky, kx], w[oc + 1, i, ky, kx], w[oc + 2, i, ky, kx],
