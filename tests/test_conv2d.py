@@ -366,3 +366,32 @@ def test_the_stage_streams_through_the_command_line(cli, tmp_path):
         assert out.code == 0, out.stderr
         assert json.loads(out.stdout)["files"][0]["streamed"] == (flag == "--stream")
     np.testing.assert_array_equal(np.load(tmp_path / "s.npy"), np.load(tmp_path / "w.npy"))
+
+
+def test_the_stage_through_a_batch_the_pool_and_dask(tmp_path):
+    """A conv2d stage in a batch: the local pool (two workers) and the in-process Dask executor
+    write the same files as one process, with per-stage times in the report."""
+    import json
+    import subprocess
+
+    from PIL import Image
+
+    from conftest import poolcli_command
+
+    path, _, _ = _layer(tmp_path, "l.npz", cout=2)
+    (tmp_path / "in").mkdir()
+    rng = np.random.default_rng(8)
+    for i in range(4):
+        Image.fromarray((rng.random((20 + i, 16, 3)) * 255).astype(np.uint8)).save(tmp_path / "in" / f"p{i}.png")
+    got = {}
+    for name, extra in (("one", ["--jobs", "1"]), ("pool", ["--jobs", "2"]), ("dask", ["--executor", "dask"])):
+        if name == "dask":
+            pytest.importorskip("distributed")
+        proc = subprocess.run(poolcli_command() + ["run", f"conv2d @{path} padding=1 | relu | max 2",
+                                                   str(tmp_path / "in"), "-o", f"{tmp_path / name}/", "--json", "-q",
+                                                   *extra], capture_output=True, timeout=300)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        doc = json.loads(proc.stdout)
+        assert all(len(f["stages"]) == 3 for f in doc["files"])
+        got[name] = {p.name: p.read_bytes() for p in (tmp_path / name).iterdir()}
+    assert len(got["one"]) == 8 and got["one"] == got["pool"] == got["dask"]
