@@ -145,15 +145,35 @@ def apply_conv2d(chw: np.ndarray, spec: Conv2dSpec) -> np.ndarray:
 def padded(chw: np.ndarray, spec: Conv2dSpec) -> np.ndarray:
     """The (C, H + P_top + P_bottom, W + P_left + P_right) float32 input the loop reads: the
     padding mode's index tables applied once (zeros where they say −1)."""
-    c, h, w = chw.shape
+    _, h, w = chw.shape
     t, b, left, right = spec.pads
-    x = np.asarray(chw, np.float32) if chw.dtype != np.float32 else chw
-    if spec.boundary == "constant":
-        xp = np.zeros((c, h + t + b, w + left + right), np.float32)
-        xp[:, t : t + h, left : left + w] = x
+    return pad_with(chw, index_map(h, t, b, spec.boundary), index_map(w, left, right, spec.boundary))
+
+
+def pad_with(chw: np.ndarray, rowmap: np.ndarray, colmap: np.ndarray) -> np.ndarray:
+    """(C, len(rowmap), len(colmap)) float32: chw[:, rowmap[i], colmap[j]], 0 where either is −1
+    (the index tables of :func:`poolcli.api.index_map`)."""
+    runs = _run(rowmap), _run(colmap)
+    if None not in runs:  # zeros around one straight block (padding_mode zeros): a copy, no gather
+        (r0, r1, s0), (c0, c1, t0) = runs
+        xp = np.zeros((chw.shape[0], len(rowmap), len(colmap)), np.float32)
+        xp[:, r0:r1, c0:c1] = chw[:, s0 : s0 + r1 - r0, t0 : t0 + c1 - c0]
         return xp
-    rows, cols = index_map(h, t, b, spec.boundary), index_map(w, left, right, spec.boundary)
-    return np.ascontiguousarray(x[:, rows][:, :, cols])
+    xp = np.asarray(chw, np.float32)[:, np.maximum(rowmap, 0)][:, :, np.maximum(colmap, 0)]
+    zero = (rowmap < 0)[:, None] | (colmap < 0)[None, :]
+    if zero.any():
+        xp[:, zero] = 0.0
+    return np.ascontiguousarray(xp)
+
+
+def _run(m: np.ndarray) -> tuple[int, int, int] | None:
+    """(first, end, source start) when ``m`` is −1, then consecutive indices, then −1; else None."""
+    inside = np.flatnonzero(m >= 0)
+    if not len(inside):
+        return None
+    first, end = int(inside[0]), int(inside[-1]) + 1
+    straight = end - first == len(inside) and (np.diff(m[first:end]) == 1).all()
+    return (first, end, int(m[first])) if straight else None
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
@@ -368,12 +388,7 @@ class LayerPlan:
         """``out`` (rows, OW, C_out) of the (R, W, C_in) source rows ``band``; ``rowmap`` gives each
         padded row's row of ``band`` (−1: zero)."""
         spec = self.spec
-        chw = np.moveaxis(np.asarray(band, np.float32), -1, 0)
-        xp = chw[:, np.maximum(rowmap, 0)][:, :, np.maximum(self.colmap, 0)]
-        zero = (rowmap < 0)[:, None] | (self.colmap < 0)[None, :]
-        if zero.any():
-            xp[:, zero] = 0.0
-        xp = np.ascontiguousarray(xp, np.float32)
+        xp = pad_with(np.moveaxis(np.asarray(band), -1, 0), rowmap, self.colmap)
         maps = np.empty((spec.out_channels, out.shape[0], out.shape[1]), np.float32)
         spec.run(xp, maps)
         out[:] = np.moveaxis(maps, 0, -1)

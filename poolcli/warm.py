@@ -16,7 +16,7 @@ def steps(parallel: bool) -> dict[str, list[tuple[str, Callable[[], object]]]]:
     """(label, call) pairs that compile (or load) every loop in one form, by family."""
     import numpy as np
 
-    from . import api, io, topixels
+    from . import api, io, layers, topixels
     from .engine import runtime
 
     def form():  # tiny arrays, and the other warmup process keeping a core busy: force the form
@@ -30,6 +30,9 @@ def steps(parallel: bool) -> dict[str, list[tuple[str, Callable[[], object]]]]:
             for kernel in ("sharpen", "blur", "sobel", "emboss"):
                 api.convolve(img, kernel)
             api.convolve(img, "sharpen", stride=2)
+            layer = np.zeros((4, 3, 3, 3), np.float32)  # conv2d: every input dtype becomes float32 first
+            for stride in (1, 2):
+                layers.conv2d(np.moveaxis(img, -1, 0), layer, stride=stride, padding=1)
 
         return go
 

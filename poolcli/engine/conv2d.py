@@ -5,7 +5,8 @@ in float32, channels first; each output row is a prange task.  Output channels o
 four at a time (register blocking: one load of an input value feeds four accumulating rows, held
 in L1), and with stride and dilation 1 the taps of a kernel row go three (then two) at a time
 into one update of each accumulator (the 3×3 specialisation: a third of the accumulator
-traffic).  Measured on one core in a micro-benchmark: a tap-by-tap sweep 9.7 GMAC/s, four
+traffic).  Measured on one core in throw-away micro-benchmarks while writing it (benchmarks/
+times the whole layer against PyTorch): a tap-by-tap sweep 9.7 GMAC/s, four
 channels 11, four channels × three taps 22; eight channels, or channels interleaved in one array,
 did not vectorise (2–3 GMAC/s).
 """
