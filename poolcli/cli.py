@@ -27,9 +27,7 @@ from .cli_options import (
     FLIP,
     GRAY,
     INPUTS,
-    JSON,
     KERNEL,
-    MAX_PIXELS,
     MODE,
     POOL_DILATION,
     POOL_SIZE,
@@ -42,7 +40,17 @@ from .cli_options import (
     common_options,
     pool_options,
 )  # fmt: skip
-from .cli_shell import INTERRUPTS, ClosedStdout, Stop, ascii_fallback, exit_now, one_suggestion, progress_reporter
+from .cli_shell import (
+    INTERRUPTS,
+    ClosedStdout,
+    Stop,
+    ascii_fallback,
+    check_address_space,
+    exit_now,
+    one_suggestion,
+    progress_reporter,
+)  # fmt: skip
+from .cli_teach import explain
 from .errors import ImageError, StdoutError, UsageError
 
 EXIT_FAILED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 1, 2, 70, 130
@@ -87,25 +95,6 @@ def main_options(
     if ctx.invoked_subcommand is None:  # bare `poolcli`: the help once, on stdout, and exit 2 (usage)
         typer.echo(ctx.get_help())
         raise typer.Exit(EXIT_USAGE)
-
-
-
-MIN_ADDRESS_SPACE = 1 << 30  # NumPy, Numba and LLVM's code and heaps: see _check_address_space
-
-
-
-def _check_address_space() -> None:
-    """Refuse to start, in one line, under an address-space limit (``ulimit -v``) too small for
-    NumPy, Numba and LLVM to load: below about 0.6 GB, loading them fails at random places, and
-    LLVM aborts the process outright where it cannot allocate, with no chance of a message."""
-    import resource
-
-    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    if soft != resource.RLIM_INFINITY and soft < MIN_ADDRESS_SPACE:
-        raise _fail(
-            f"the address-space limit (ulimit -v) is {soft / 2**20:,.0f} MB; poolcli needs at least "
-            f"{MIN_ADDRESS_SPACE >> 20:,} MB to load its compiled code: raise it (ulimit -v {MIN_ADDRESS_SPACE >> 10})"
-        )
 
 
 
@@ -264,7 +253,7 @@ def convolve(
 
       poolcli convolve photo.png -k sobel-x -f npy -o gx.npy   # exact float32 feature map
     """
-    _check_address_space()
+    check_address_space()
     from .jobs import ConvolveJob
 
     job = ConvolveJob.build(kernel, size=size, sigma=sigma, boundary=boundary, cval=cval, stride=stride,
@@ -309,7 +298,7 @@ def pool(
 
       poolcli pool shots/ -r -m avg -s 4 -o thumbs/ --jobs 4
     """
-    _check_address_space()
+    check_address_space()
     from .jobs import PoolJob
 
     job = PoolJob.build(mode, size, stride=stride, dilation=dilation, gray=gray, **dataclasses.asdict(pooling))
@@ -338,6 +327,10 @@ def run_pipeline(
                                    help="File-name tag (default: the stages joined)."),
     gray: bool = GRAY,
     scale: str = SCALE,
+    describe: bool = typer.Option(False, "--describe", help="Print each stage's output size, parameters, "
+                                  "receptive field and jump; write nothing."),
+    html: str | None = typer.Option(None, "--html", metavar="FILE.html", help="Write one page of the input and "
+                                    "every stage's maps, any cell explained on click (instead of the outputs)."),
     opts: RunOptions = None,
 ) -> None:
     """Run a CNN-style pipeline of stages on images, float32 from stage to stage.
@@ -354,8 +347,15 @@ def run_pipeline(
       poolcli run "conv sobel-x,sobel-y | relu | max 2" photo.png -f npy
 
       poolcli run "blur | max 2 | blur | max 2" shots/ -o small/ --save-stages
+
+      poolcli run "sobel | max 2 | sobel | max 3 stride=2" photo.png --describe
     """
-    _check_address_space()
+    if describe or html is not None:
+        from .cli_teach import pipeline_views
+
+        return pipeline_views(pipeline, inputs or [], describe=describe, html=html, json_out=opts.json_out,
+                              gray=gray, max_pixels=opts.max_pixels)  # fmt: skip
+    check_address_space()
     from .jobs import RunJob
 
     job = RunJob.build(pipeline, tag=tag, gray=gray, scale=scale, save_stages=save_stages)
@@ -367,128 +367,7 @@ def run_pipeline(
 
 # --------------------------------------------------------------------------- explain
 
-
-@app.command(no_args_is_help=False, cls=PanelCommand)
-@pool_options
-def explain(
-    image: str | None = typer.Argument(None, metavar="[IMAGE]", help="The image (or - for stdin); not with --demo."),
-    kernel: str | None = typer.Option(None, *KERNEL.param_decls, autocompletion=KERNEL.autocompletion,
-                                      metavar=KERNEL.metavar, help="Explain a convolution with this kernel."),
-    mode: str | None = typer.Option(None, *MODE.param_decls, autocompletion=MODE.autocompletion, metavar=MODE.metavar,
-                                    help=f"Explain pooling: {ops.help_list('pool')}."),
-    size: str | None = typer.Option(
-        None, "--size", "-s", metavar="K|KHxKW", help="Pooling window K or KHxKW (height x width); box/gaussian size."
-    ),
-    at: str | None = typer.Option(None, "--at", metavar="X,Y",
-                                  help="The output position X,Y (column, row) to explain."),
-    channel: int | None = typer.Option(None, "--channel", "-c", help="Which channel (default 0)."),
-    stage: str | None = typer.Option(None, "--stage", metavar="STAGE",
-                                     help='Explain a conv2d layer across channels: "conv2d @FILE [key=value...]".'),
-    out_channel: int | None = typer.Option(None, "--out-channel", min=0,
-                                           help="--stage: the layer's output channel (default 0)."),
-    sigma: float | None = SIGMA,
-    boundary: str = BOUNDARY,
-    cval: float = CVAL,
-    stride: str | None = typer.Option(None, "--stride", metavar="N|SHxSW",
-                                      help="Stride (convolution: N; pooling: N or SHxSW)."),
-    dilation: str = POOL_DILATION,
-    flip: bool = FLIP,
-    gray: bool = GRAY,
-    png: str | None = typer.Option(None, "--png", metavar="FILE",
-                                   help="Also draw the explanation as a PNG diagram."),
-    json_out: bool = JSON,
-    demo: bool = typer.Option(False, "--demo", help="The classic 4×4 → 2×2 pooling and a 3×3 blur, no image needed."),
-    max_pixels: int = MAX_PIXELS,
-    pooling: PoolOptions = None,
-) -> None:
-    """Show the arithmetic of one output value: the patch, the kernel, the products and their sum,
-    or the pooling window and what it picks.
-
-    Examples:
-
-      poolcli explain photo.png -k sobel-x --at 10,20
-
-      poolcli explain photo.png -m max -s 2 --at 3,4 --png window.png
-
-      poolcli explain --demo
-    """
-    import json
-
-    from rich.console import Console
-
-    from . import teach
-
-    console = Console()
-    if demo:
-        if image is not None or mode is not None:
-            raise UsageError("--demo draws its own example: give no IMAGE and no -m (use -k K for a kernel's)")
-        figures = teach.demo(kernel)
-        if png:
-            teach.draw_demo(figures, png)
-        if json_out:
-            sys.stdout.write(json.dumps(figures) + "\n")
-        else:
-            teach.render_demo(console, figures)
-        return
-    _check_address_space()
-    if stage is not None:
-        return _explain_layer(console, image, stage, at, out_channel, json_out, png, max_pixels, kernel or mode)
-    job, position = _explained_job(image, kernel, mode, at, pooling, dict(
-        size=size, sigma=sigma, boundary=boundary, cval=cval, stride=stride, dilation=dilation, flip=flip))
-    info, _ = teach.explain_file(image, job.spec, position, channel, gray=gray, max_pixels=max_pixels or None,
-                                      picture=png)  # fmt: skip
-    if json_out:
-        sys.stdout.write(json.dumps(info) + "\n")
-    else:
-        teach.render(console, info)
-
-
-def _explain_layer(console, image, stage: str, at, out_channel, json_out: bool, png, max_pixels, other) -> None:
-    """``explain IMAGE --stage "conv2d @FILE" --at X,Y --out-channel K``."""
-    import json
-
-    from .api import parse_pair
-    from .teach.layer import explain_stage, render_layer
-
-    if other is not None or image is None or at is None:
-        raise UsageError("--stage explains a conv2d layer: give IMAGE, --at X,Y and no -k or -m")
-    info = explain_stage(image, stage, parse_pair(at, "--at", 0), out_channel, max_pixels=max_pixels or None,
-                         picture=png)  # fmt: skip
-    if json_out:
-        sys.stdout.write(json.dumps(info) + "\n")
-    else:
-        render_layer(console, info)
-
-
-def _explained_job(image, kernel, mode, at, pooling: PoolOptions, o: dict):
-    """(the job whose one output ``explain`` shows, the position X,Y); UsageError for a bad mix."""
-    from .api import parse_pair
-    from .jobs import ConvolveJob, PoolJob
-
-    if image is None:
-        raise UsageError("explain needs an IMAGE (or --demo)")
-    if (kernel is None) == (mode is None):
-        raise UsageError("give -k KERNEL to explain a convolution, or -m MODE -s K to explain pooling")
-    if at is None and not pooling.is_global:
-        raise UsageError("--at X,Y is required: the output position to explain (column, row)")
-    position = parse_pair(at, "--at", 0) if at is not None else (0, 0)
-    if kernel is not None:
-        job = ConvolveJob.build(kernel, size=_as_int(o["size"], "--size"), sigma=o["sigma"], boundary=o["boundary"],
-                                cval=o["cval"], stride=_as_int(o["stride"] or "1", "--stride"),
-                                dilation=_as_int(o["dilation"], "--dilation"), flip=o["flip"])  # fmt: skip
-    else:
-        job = PoolJob.build(mode, o["size"], stride=o["stride"], dilation=o["dilation"], **dataclasses.asdict(pooling))
-    return job, position
-
-
-def _as_int(value: str | None, name: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise _fail(f"{name} must be an integer, got '{value}'") from None
-
+app.command(no_args_is_help=False, cls=PanelCommand)(pool_options(explain))
 
 
 # --------------------------------------------------------------------------- kernels, warmup
@@ -594,7 +473,7 @@ def warmup(quiet: bool = QUIET) -> None:
     workers and small images run). Later runs load the machine code from the cache in
     milliseconds.
     """
-    _check_address_space()
+    check_address_space()
     from . import warm
 
     t0 = time.perf_counter()

@@ -10,7 +10,7 @@ import re
 import sys
 import time
 
-from .errors import StdoutError
+from .errors import StdoutError, UsageError
 
 
 class Stop(BaseException):
@@ -158,3 +158,19 @@ def exit_now(code) -> None:
     os._exit(code)
 
 
+MIN_ADDRESS_SPACE = 1 << 30  # NumPy, Numba and LLVM's code and heaps: see check_address_space
+
+
+
+def check_address_space() -> None:
+    """Refuse to start, in one line, under an address-space limit (``ulimit -v``) too small for
+    NumPy, Numba and LLVM to load: below about 0.6 GB, loading them fails at random places, and
+    LLVM aborts the process outright where it cannot allocate, with no chance of a message."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY and soft < MIN_ADDRESS_SPACE:
+        raise UsageError(
+            f"the address-space limit (ulimit -v) is {soft / 2**20:,.0f} MB; poolcli needs at least "
+            f"{MIN_ADDRESS_SPACE >> 20:,} MB to load its compiled code: raise it (ulimit -v {MIN_ADDRESS_SPACE >> 10})"
+        )

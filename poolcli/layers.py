@@ -57,6 +57,7 @@ class Conv2dSpec:
     groups: int
     boundary: str
     padding_mode: str
+    has_bias: bool = True  # False when the file held no bias (the layer's zeros are then not parameters)
 
     def run(self, xp: np.ndarray, out: np.ndarray) -> None:
         """The compiled loop on a padded (C_in, Hp, Wp) float32 image into (C_out, OH, OW)."""
@@ -72,6 +73,11 @@ class Conv2dSpec:
     @property
     def out_channels(self) -> int:
         return self.weight.shape[0]
+
+    @property
+    def parameters(self) -> int:
+        """Learnable parameters as torchinfo counts them: the weights, and the bias if it has one."""
+        return int(self.weight.size + (self.bias.size if self.has_bias else 0))
 
     def output_size(self, h: int, w: int) -> tuple[int, int]:
         """(OH, OW) = ⌊(H + P_top + P_bottom − D(K − 1) − 1) / S⌋ + 1, as PyTorch sizes it."""
@@ -120,7 +126,7 @@ def conv2d_spec(weight, bias=None, stride=1, padding=0, dilation=1, groups=1, pa
         pads = (ph, ph, pw, pw)
     if max(dilation[0] * (kh - 1), dilation[1] * (kw - 1)) + 1 > MAX_SIDE:
         raise UsageError(f"the kernel reaches more than {MAX_SIDE:,} pixels (kernel {kh}×{kw}, dilation {dilation})")
-    return Conv2dSpec(w, b, stride, dilation, pads, groups, PADDING_MODES[mode], mode)
+    return Conv2dSpec(w, b, stride, dilation, pads, groups, PADDING_MODES[mode], mode, bias is not None)
 
 
 def apply_conv2d(chw: np.ndarray, spec: Conv2dSpec) -> np.ndarray:

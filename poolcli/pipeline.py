@@ -337,13 +337,15 @@ class Pipeline:
         x = image
         for i, stage in enumerate(self.stages, start=1):
             t0, c0 = time.perf_counter(), compile_ms_so_far()
-            x, colour = _apply(stage, x, colour)
+            x, colour = apply_stage(stage, x, colour)
             if on_stage is not None:  # compile time is the summary's own row, not the stage's
                 on_stage(i, stage, x, colour, time.perf_counter() - t0 - (compile_ms_so_far() - c0) / 1e3)
         return np.asarray(x, dtype=np.float32), colour
 
 
-def _apply(stage: Stage, x: np.ndarray, colour: int) -> tuple[np.ndarray, int]:
+def apply_stage(stage: Stage, x: np.ndarray, colour: int) -> tuple[np.ndarray, int]:
+    """One stage on an (H, W, C) float32 array whose first ``colour`` channels are colour: (its
+    result, the result's colour channels)."""
     kind = stage.op.kind
     if kind == "pool":  # alpha is pooled with the same mode
         return api.apply_pool(x, stage.spec), colour
@@ -403,7 +405,7 @@ def _run_hwc(arr: np.ndarray, pipe: Pipeline) -> np.ndarray:
 
 def stage_rows(stage: Stage, src, colour: int):
     """(:class:`poolcli.bands.Rows` of the stage's result on the rows ``src``, colour channels):
-    what :func:`_apply` gives, band by band (contract §10)."""
+    what :func:`apply_stage` gives, band by band (contract §10)."""
     from . import bands
 
     kind = stage.op.kind

@@ -102,11 +102,18 @@ def render_layer(console, info: dict) -> None:
 
 
 def draw_layer(info: dict, path: str) -> None:
-    """The explanation as a diagram: one row per input channel (patch × kernel = products,
+    """The explanation as a diagram (:func:`layer_diagram`), written atomically to ``path``."""
+    from .pictures import save
+
+    save(layer_diagram(info), path)
+
+
+def layer_diagram(info: dict):
+    """The explanation as a picture: one row per input channel (patch × kernel = products,
     partial sum), then the bias and the total; at most :data:`MAX_SIDE` pixels a side."""
     from PIL import Image, ImageDraw
 
-    from .pictures import ascii_text, load_font, save
+    from .pictures import ascii_text, load_font
 
     small, big = load_font(14), load_font(18)
     channels = info["channels"][:MAX_LISTED]
@@ -139,7 +146,7 @@ def draw_layer(info: dict, path: str) -> None:
     size = info["output_size"]
     d.text((20, y + 30), ascii_text(f"output size: height {size['formula_h']}, width {size['formula_w']}"),
            fill=(110, 110, 110), font=small)  # fmt: skip
-    save(canvas, path)
+    return canvas
 
 
 def explain_stage(image: str, stage_text: str, at, out_channel, *, max_pixels, picture: str | None) -> dict:

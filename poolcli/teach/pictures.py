@@ -207,7 +207,12 @@ def montage(panels: list[tuple], path: str | None = None):
 
 
 def draw(info: dict, image: np.ndarray, path: str) -> None:
-    """The explanation as a diagram: a thumbnail with the window marked, then the patch, the
+    """The explanation as a diagram (:func:`diagram`), written atomically to ``path``."""
+    save(diagram(info, image), path)
+
+
+def diagram(info: dict, image: np.ndarray):
+    """The explanation as a picture: a thumbnail with the window marked, then the patch, the
     kernel and the products as grids of numbers (or the pooling window with its pick), and the
     result."""
     from PIL import Image, ImageDraw
@@ -223,7 +228,7 @@ def draw(info: dict, image: np.ndarray, path: str) -> None:
     thumb = thumb.resize((max(1, round(W * scale)), max(1, round(H * scale))))
     heat = info.get("heatmap")
     if heat:  # a window larger than a readable grid: each grid as a heat map of block means
-        return _draw_heat(info, heat, thumb, scale, path)
+        return _heat_diagram(info, heat, thumb, scale)
     grids = [("input patch", info["input_patch"], info["padding"])]
     if info["kind"] == "convolution":
         kernels = info["kernel"] if isinstance(info["sum"], list) else [info["kernel"]]
@@ -258,14 +263,14 @@ def draw(info: dict, image: np.ndarray, path: str) -> None:
     result += f"   ->   output ({info['position']['x']}, {info['position']['y']}) = {info['output']:.6g}"
     note = "grey cells: outside the image (what the boundary mode gives them; 'pad': pooling's implicit padding)"
     width = int(max(thumb.width + 40 + sum(widths) + 30 * len(grids) + 40, probe.textlength(result, font=big) + 40,
-                    probe.textlength(note, font=font) + 40))  # fmt: skip
+                    probe.textlength(note, font=font) + 40, probe.textlength(_size_line(info), font=font) + 40))
     height = max(thumb.height, rows_n * cell) + 130
     canvas = Image.new("RGB", (width, height), "white")
     d = ImageDraw.Draw(canvas)
     canvas.paste(thumb, (20, 40))
     w = info["window"]
     _mark_window(d, w, scale)
-    d.text((20, 12), f"input, channel {info['position']['channel']} (window in red)", fill="black", font=font)
+    d.text((20, 12), f"input, {_channel_label(info)} (window in red)", fill="black", font=font)
     x = thumb.width + 60
     chosen = w.get("chosen")
     for (title, values, pad), gw in zip(grids, widths):
@@ -285,7 +290,15 @@ def draw(info: dict, image: np.ndarray, path: str) -> None:
     d.text((20, y), result, fill="black", font=big)
     d.text((20, y + 30), note, fill=(110, 110, 110), font=font)
     d.text((20, y + 52), _size_line(info), fill=(110, 110, 110), font=font)
-    save(canvas, path)
+    return canvas
+
+
+def _channel_label(info: dict) -> str:
+    """Which channel the window reads: a bank's map k·C + c reads input channel c with kernel k."""
+    bank = info.get("bank_kernel")
+    if bank:
+        return f"channel {bank['input_channel']} (map {info['position']['channel']}: kernel {bank['name']})"
+    return f"channel {info['position']['channel']}"
 
 
 def _size_line(info: dict) -> str:
@@ -313,8 +326,8 @@ def save(canvas, path: str) -> None:
         raise ImageError(f"{path}: cannot write the diagram ({exc})") from None
 
 
-def _draw_heat(info: dict, heat: dict, thumb, scale: float, path: str) -> None:
-    """:func:`draw` for a large window: the thumbnail, then each grid (patch, kernel, products)
+def _heat_diagram(info: dict, heat: dict, thumb, scale: float):
+    """:func:`diagram` for a large window: the thumbnail, then each grid (patch, kernel, products)
     as a heat map of its block means, 256 pixels a side, and the numbers summarised."""
     from PIL import Image, ImageDraw
 
@@ -334,7 +347,7 @@ def _draw_heat(info: dict, heat: dict, thumb, scale: float, path: str) -> None:
     d = ImageDraw.Draw(canvas)
     canvas.paste(thumb, (20, 40))
     _mark_window(d, info["window"], scale)
-    d.text((20, 12), f"input, channel {info['position']['channel']} (window in red)", fill="black", font=font)
+    d.text((20, 12), f"input, {_channel_label(info)} (window in red)", fill="black", font=font)
     x = thumb.width + 60
     for title, grid in maps:
         v = np.asarray(grid, np.float64)
@@ -356,6 +369,4 @@ def _draw_heat(info: dict, heat: dict, thumb, scale: float, path: str) -> None:
         d.text((20, y + 30), f"window of {w['count']:,} cells: min {w['min']:.6g}, max {w['max']:.6g}, "
                              f"mean {w['mean']:.6g}", fill=(110, 110, 110), font=font)  # fmt: skip
     d.text((20, y + 52), _size_line(info), fill=(110, 110, 110), font=font)
-    save(canvas, path)
-
-
+    return canvas
