@@ -313,14 +313,19 @@ class RunJob(Job):
         """The result; ``panels`` (for a montage) gets every stage's map, titled; ``save(suffix,
         Result)`` writes each stage ``--save-stages`` keeps as soon as it is computed (without it
         they are returned in ``extras``)."""
+        from .teach.pictures import map_labels
+
         extras, times = [], []
         banked = [False]
+        c = pic.colour.shape[2]
+        labels = [["R", "G", "B"] if c == 3 else ["gray"] if c == 1 else [f"c{n}" for n in range(c)]]
 
         def on_stage(i, stage, array, colour, seconds):
             times.append((stage.text.strip(), seconds * 1e3))
             banked[0] = banked[0] or stage.maps
-            if panels is not None:
-                panels.append((f"{i}. {stage.text.strip()}", array, colour, banked[0]))
+            labels[0] = map_labels(labels[0], stage)
+            if panels is not None:  # a bank's or a layer's maps labelled, as a grid
+                panels.append((f"{i}. {stage.text.strip()}", array, colour, labels[0] if banked[0] else False))
             if self.save_stages:
                 suffix = f".{i}-{stage.tag}"
                 kept = Result(np.asarray(array, np.float32), colour, self.scale_rule(i), None, banked[0])

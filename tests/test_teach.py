@@ -106,9 +106,10 @@ def test_demo_is_the_hand_worked_example():
     assert figures[1]["result"] == [[2.5, 6.5], [10.5, 14.5]]
     assert [(s["sum"], s["window"]["divisor"]) for s in figures[1]["steps"]] == [(10, 4), (26, 4), (42, 4), (58, 4)]
     blur = figures[2]["steps"][0]
-    # (40 + 2·60 + 80 + 2·60 + 4·90 + 2·120 + 80 + 2·120 + 160) / 16 = 1440 / 16
-    assert blur["input_patch"] == [[40, 60, 80], [60, 90, 120], [80, 120, 160]]
-    assert blur["sum"] == 90 and blur["output"] == 90
+    # (20 + 2·20 + 200 + 2·20 + 4·200 + 2·200 + 200 + 2·200 + 200) / 16 = 2300 / 16: the edge softened
+    assert blur["input_patch"] == [[20, 20, 200], [20, 200, 200], [200, 200, 200]]
+    assert blur["sum"] == 143.75 and blur["output"] == 143.75
+    assert figures[2]["result"] != [row[1:4] for row in figures[2]["input"][1:4]]  # the blur changes the values
 
 
 def test_cli_explain(cli, samples):

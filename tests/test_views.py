@@ -159,3 +159,34 @@ def test_sweep_on_the_command_line(cli, samples, tmp_path):
 def test_json_of_views_is_plain_json(cli, samples):
     r = cli("explain", samples / "camera.png", "-m", "max", "-s", "2", "--at", "1,1", "--json")
     assert r.code == 0 and json.loads(r.stdout)["output_size"]["formula_h"].endswith("= 256"), r
+
+
+def test_ties_say_which_cell_won(cli, tmp_path):
+    Image.fromarray(np.array([[9, 1], [3, 9]], np.uint8)).save(tmp_path / "t.png")
+    r = cli("explain", "t.png", "-m", "max", "-s", "2", "--at", "0,0", "--json")
+    assert r.code == 0, r
+    assert r.json["window"]["ties"] == 2 and r.json["window"]["chosen"] == [0, 0]
+    r = cli("explain", "t.png", "-m", "max", "-s", "2", "--at", "0,0")
+    out = r.stdout.decode()
+    assert "[9]" in out and "a tie: 2 cells hold this value" in out, out
+    r = cli("explain", "t.png", "-m", "min", "-s", "2", "--at", "0,0", "--json")
+    assert r.json["window"]["ties"] == 1
+
+
+def test_montage_labels_bank_maps_and_wraps_into_rows():
+    from poolcli import teach
+    from poolcli.teach.pictures import MONTAGE_ROW, map_labels
+
+    img = np.random.default_rng(6).integers(0, 256, (300, 400, 3)).astype(np.uint8)
+    pipe = Pipeline.parse("conv sobel-x,sobel-y | relu | max 2 | sobel | sobel")
+    panels, labels = [("input", img, 3)], [["R", "G", "B"]]
+
+    def on_stage(i, stage, array, colour, seconds):
+        labels[0] = map_labels(labels[0], stage)
+        panels.append((f"{i}. {stage.text}", array, colour, labels[0]))
+
+    pipe.apply(img, 3, on_stage)
+    picture, layout = teach.montage(panels)
+    assert layout[1]["labels"] == ["sobel-x (R)", "sobel-x (G)", "sobel-x (B)", "sobel-y (R)", "sobel-y (G)",
+                                   "sobel-y (B)"]  # fmt: skip
+    assert picture.width <= MONTAGE_ROW and len({p["y"] for p in layout}) > 1  # wrapped, not one long strip

@@ -243,9 +243,10 @@ def explain_pooling(image, spec: api.PoolSpec, at: tuple[int, int], channel: int
         patch = np.full((len(rows), len(cols)), np.nan)
         patch[np.ix_(rin, cin)] = vals
     output = float(result[y, x])
-    chosen, total, divisor = None, None, None
+    chosen, total, divisor, ties = None, None, None, None
     if spec.mode in ops.PICKS:
         hit = np.flatnonzero((vals.astype(np.float32) == np.float32(output)) | (vals == output))
+        ties = int(hit.size)  # cells holding the picked value: the first, row by row, is shown
         if hit.size:
             i, j = np.unravel_index(int(hit[0]), vals.shape)
             chosen = [int(r[rin][i]), int(q[cin][j])]
@@ -263,7 +264,7 @@ def explain_pooling(image, spec: api.PoolSpec, at: tuple[int, int], channel: int
         "kind": "pooling",
         "mode": spec.mode,
         "position": {"x": x, "y": y, "channel": c},
-        "window": {"rows": rows, "cols": cols, "chosen": chosen, "divisor": divisor},
+        "window": {"rows": rows, "cols": cols, "chosen": chosen, "divisor": divisor, "ties": ties},
         "kernel": None,
         "products": None,
         "sum": total,
@@ -281,8 +282,8 @@ def explain_pooling(image, spec: api.PoolSpec, at: tuple[int, int], channel: int
 DEMO_X = np.array([[1, 2, 5, 6], [3, 4, 7, 8], [9, 10, 13, 14], [11, 12, 15, 16]], np.float32)
 
 
-DEMO_PATCH = np.array([[10, 20, 30, 40, 50], [20, 40, 60, 80, 100], [30, 60, 90, 120, 150],
-                       [40, 80, 120, 160, 200], [50, 100, 150, 200, 250]], np.float32)  # fmt: skip
+DEMO_PATCH = np.array([[200 if i + j >= 4 else 20 for j in range(5)] for i in range(5)], np.float32)
+# a diagonal edge, dark above and bright below: a blur visibly softens it, an edge kernel finds it
 
 
 def demo(kernel: str | None = None) -> list[dict]:

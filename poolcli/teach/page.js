@@ -151,11 +151,12 @@
     const vals = [];
     for (const r of rin) for (const q of cin) vals.push([r, q, value(s, r, q, ch)]);
     const output = value(s + 1, y, x, ch);
-    let chosen = null, sum = null, divisor = null;
+    let chosen = null, sum = null, divisor = null, ties = null;
     if (st.picks) {
       const f = Math.fround(output);
-      const hit = vals.find(function (v) { return Math.fround(v[2]) === f || v[2] === output; });
-      if (hit) chosen = [hit[0], hit[1]];
+      const hits = vals.filter(function (v) { return Math.fround(v[2]) === f || v[2] === output; });
+      ties = hits.length;
+      if (hits.length) chosen = [hits[0][0], hits[0][1]];
     } else if (st.mode === "avg") {
       sum = vals.reduce(function (a, v) { return a + v[2]; }, 0);
       divisor = st.divisor !== null ? st.divisor : (st.count_include_pad || st.adaptive ? area : vals.length);
@@ -164,7 +165,7 @@
     }
     const info = {
       kind: "pooling", mode: st.mode, position: { x: x, y: y, channel: ch },
-      window: { rows: rows, cols: cols, chosen: chosen, divisor: divisor }, kernel: null, products: null,
+      window: { rows: rows, cols: cols, chosen: chosen, divisor: divisor, ties: ties }, kernel: null, products: null,
       sum: sum, output: output, output_size: st.output_size,
     };
     if (rows.length * cols.length <= LIM.cells) info.window.cells = vals;
@@ -285,6 +286,7 @@
     box.appendChild(t);
     return box;
   }
+  const TIE = "a tie: N cells hold this value; the first of them, row by row, is the one shown (the cell PyTorch's max_pool2d indices name)";
   function line(parent, text, cls) { parent.appendChild(el("div", { class: cls || "line" }, text)); }
 
   function show(info) {
@@ -323,6 +325,7 @@
       if (info.mode === "avg") line(box, "sum " + fmt(info.sum) + " / divisor " + w.divisor + " = " + fmt(info.sum / w.divisor));
       else if (info.mode === "lp") line(box, "Σ xᵖ = " + fmt(info.sum));
       else if (w.chosen) line(box, "[bracketed]: the cell " + info.mode + " picks, input row " + w.chosen[0] + ", column " + w.chosen[1]);
+      if (w.ties > 1) line(box, TIE.replace("N", w.ties));
     } else if (info.kind === "conv2d") {
       info.channels.forEach(function (c) {
         const r = el("div", { class: "row" });

@@ -118,17 +118,19 @@ class Panels(list):
         arr = arr[:, :, None] if arr.ndim == 2 else arr
         if self.scale is None:
             self.scale = min(1.0, MONTAGE_SIDE / max(arr.shape[:2]))
-        super().append(_tile(title, arr, colour, bool(bank and bank[0]), self.scale))
+        super().append(_tile(title, arr, colour, bank[0] if bank else False, self.scale))
 
 
 class _Tile(tuple):
     """A panel ready to paste: (title, pictures, cols, w, h, gap, tile_w, tile_h)."""
 
 
-def _tile(title: str, arr: np.ndarray, colour: int, bank: bool, scale: float = 1.0) -> _Tile:
+def _tile(title: str, arr: np.ndarray, colour: int, bank, scale: float = 1.0) -> _Tile:
+    """``bank``: False, True (a grid of maps), or the maps' labels (a bank's: kernel and channel)."""
     from PIL import Image
 
     h, w = arr.shape[:2]
+    labels = list(bank) if isinstance(bank, (list, tuple)) else None
     single = colour in (1, 3) and not bank
     count = 1 if single else colour
     cols = math.ceil(math.sqrt(count))
@@ -142,12 +144,31 @@ def _tile(title: str, arr: np.ndarray, colour: int, bank: bool, scale: float = 1
         rgb, kind, lo, hi = to_display(m[::step, ::step], c, value_range(m, c))
         if rgb.shape[:2] != (dh, dw):
             rgb = np.asarray(Image.fromarray(rgb).resize((dw, dh), Image.BILINEAR))
-        pictures.append((rgb, kind, lo, hi))
+        label = labels[n] if labels is not None and n < len(labels) else (f"map {n}" if count > 1 else "")
+        pictures.append((rgb, kind, lo, hi, label))
     if single and colour == 3 and pictures[0][1] != "rgb":
         title += " (mean of 3 channels)"
     gap = 4 if count > 1 else 0
-    tile_w, tile_h = cols * dw + (cols - 1) * gap, rows_n * dh + (rows_n - 1) * gap
+    lab = LABEL_H if count > 1 else 0
+    tile_w, tile_h = cols * dw + (cols - 1) * gap, rows_n * (dh + lab) + (rows_n - 1) * gap
     return _Tile((f"{title}  {w}x{h}x{colour} (WxHxC)", pictures, cols, dw, dh, gap, tile_w, tile_h))
+
+
+LABEL_H = 14  # pixels above each map of a grid: its label
+MONTAGE_ROW = 2400  # pixels a montage's row holds at most; more panels wrap into the next row
+
+
+def map_labels(previous: list[str], stage) -> list[str]:
+    """The labels of a stage's maps from its input's: a bank's map k·C + c is kernel k on
+    channel c; a conv2d layer's are its output channels; gray makes one."""
+    if stage.bank:
+        names = stage.label.split("+")
+        return [f"{name} ({lab})" for name in names for lab in previous]
+    if stage.layer:
+        return [f"out {k}" for k in range(stage.spec.out_channels)]
+    if stage.op.name == "gray" and len(previous) == 3:
+        return ["gray"]
+    return previous
 
 
 def montage(panels: list[tuple], path: str | None = None):
@@ -165,33 +186,27 @@ def montage(panels: list[tuple], path: str | None = None):
             continue
         title, array, colour, *bank = panel
         arr = np.asarray(array)
-        tiles.append(_tile(title, arr[:, :, None] if arr.ndim == 2 else arr, colour, bool(bank and bank[0])))
-    width = pad + sum(max(t[6], 150) + pad for t in tiles)
-    height = head + max(t[7] for t in tiles) + bar + 34 + pad
-    canvas = Image.new("RGB", (width, height), "white")
+        tiles.append(_tile(title, arr[:, :, None] if arr.ndim == 2 else arr, colour, bank[0] if bank else False))
+    rows, row, used = [], [], pad
+    for t in tiles:  # left to right, wrapping into rows of at most MONTAGE_ROW pixels
+        need = max(t[6], 150) + pad
+        if row and used + need > MONTAGE_ROW:
+            rows.append(row)
+            row, used = [], pad
+        row.append(t)
+        used += need
+    rows.append(row)
+    heights = [head + max(t[7] for t in r) + bar + 34 + pad for r in rows]
+    width = max(pad + sum(max(t[6], 150) + pad for t in r) for r in rows)
+    canvas = Image.new("RGB", (width, sum(heights)), "white")
     draw = ImageDraw.Draw(canvas)
-    layout, x = [], pad
-    for title, pictures, cols, w, h, gap, tile_w, tile_h in tiles:
-        draw.text((x, 8), title, fill="black", font=font)
-        for n, (rgb, *_) in enumerate(pictures):
-            px, py = x + (n % cols) * (w + gap), head + (n // cols) * (h + gap)
-            canvas.paste(Image.fromarray(rgb), (px, py))
-        kind, lo, hi = pictures[0][1], min(p[2] for p in pictures), max(p[3] for p in pictures)
-        if kind != "rgb":
-            by = head + tile_h + 6
-            ramp = np.linspace(lo, hi, max(tile_w, 120))[None, :].repeat(bar, axis=0)
-            strip = _diverging(ramp, hi) if kind == "diverging" else np.stack([np.clip(ramp / hi * 255, 0, 255)] * 3,
-                                                                             axis=-1).astype(np.uint8)  # fmt: skip
-            canvas.paste(Image.fromarray(strip), (x, by))
-            draw.text((x, by + bar + 2), f"{lo:.3g}", fill="black", font=font)
-            right = f"{hi:.3g}"
-            draw.text((x + max(tile_w, 120) - draw.textlength(right, font=font), by + bar + 2), right, fill="black",
-                      font=font)  # fmt: skip
-            if kind == "diverging":
-                draw.text((x + max(tile_w, 120) / 2 - 3, by + bar + 2), "0", fill="black", font=font)
-        layout.append({"title": title, "x": x, "y": head, "width": tile_w, "height": tile_h, "maps": len(pictures),
-                       "scale": kind, "low": lo, "high": hi})  # fmt: skip
-        x += max(tile_w, 150) + pad
+    layout, top = [], 0
+    for r, row_h in zip(rows, heights):
+        x = pad
+        for tile in r:
+            layout.append(_paste(canvas, draw, font, tile, x, top, head, bar))
+            x += max(tile[6], 150) + pad
+        top += row_h
     if max(canvas.size) > MAX_SIDE:  # many stages side by side: the whole at most MAX_SIDE a side
         canvas.thumbnail((MAX_SIDE, MAX_SIDE))
     if path is not None:
@@ -204,6 +219,35 @@ def montage(panels: list[tuple], path: str | None = None):
         canvas.save(buf, io.codec(fmt).pillow or io.registry.pillow_formats().get(fmt, "png").upper())
         io.write_output(buf.getvalue(), path)
     return canvas, layout
+
+
+def _paste(canvas, draw, font, tile, x: int, top: int, head: int, bar: int) -> dict:
+    """One panel at (x, top): its title, its maps (each labelled in a grid), its colour bar."""
+    from PIL import Image
+
+    title, pictures, cols, w, h, gap, tile_w, tile_h = tile
+    draw.text((x, top + 8), title, fill="black", font=font)
+    lab = LABEL_H if len(pictures) > 1 else 0
+    for n, (rgb, *_rest, label) in enumerate(pictures):
+        px, py = x + (n % cols) * (w + gap), top + head + (n // cols) * (h + lab + gap)
+        if lab:
+            draw.text((px, py), label[: max(4, w // 6)], fill=(60, 60, 60), font=font)
+        canvas.paste(Image.fromarray(rgb), (px, py + lab))
+    kind, lo, hi = pictures[0][1], min(p[2] for p in pictures), max(p[3] for p in pictures)
+    if kind != "rgb":
+        by = top + head + tile_h + 6
+        ramp = np.linspace(lo, hi, max(tile_w, 120))[None, :].repeat(bar, axis=0)
+        strip = _diverging(ramp, hi) if kind == "diverging" else np.stack([np.clip(ramp / hi * 255, 0, 255)] * 3,
+                                                                         axis=-1).astype(np.uint8)  # fmt: skip
+        canvas.paste(Image.fromarray(strip), (x, by))
+        draw.text((x, by + bar + 2), f"{lo:.3g}", fill="black", font=font)
+        right = f"{hi:.3g}"
+        draw.text((x + max(tile_w, 120) - draw.textlength(right, font=font), by + bar + 2), right, fill="black",
+                  font=font)  # fmt: skip
+        if kind == "diverging":
+            draw.text((x + max(tile_w, 120) / 2 - 3, by + bar + 2), "0", fill="black", font=font)
+    return {"title": title, "x": x, "y": top + head, "width": tile_w, "height": tile_h, "maps": len(pictures),
+            "scale": kind, "low": lo, "high": hi, "labels": [p[-1] for p in pictures]}  # fmt: skip
 
 
 def draw(info: dict, image: np.ndarray, path: str) -> None:
@@ -260,6 +304,8 @@ def diagram(info: dict, image: np.ndarray):
         result = f"sum of x^p = {info['sum']:.6g}"
     else:
         result = f"{info['mode']} picks the highlighted cell"
+        if (info["window"].get("ties") or 0) > 1:
+            result += f" (a tie: {info['window']['ties']} cells hold it; the first, row by row)"
     result += f"   ->   output ({info['position']['x']}, {info['position']['y']}) = {info['output']:.6g}"
     note = "grey cells: outside the image (what the boundary mode gives them; 'pad': pooling's implicit padding)"
     width = int(max(thumb.width + 40 + sum(widths) + 30 * len(grids) + 40, probe.textlength(result, font=big) + 40,

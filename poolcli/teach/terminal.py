@@ -28,6 +28,9 @@ def grid(title: str, values, *, pad=None, marks=()):
     return table
 
 
+TIE = ("a tie: N cells hold this value; the first of them, row by row, is the one shown (the cell PyTorch's "
+       "max_pool2d indices name)")  # fmt: skip
+
 _SHADES = " .:-=+*#%@"  # ASCII, so every terminal prints it
 
 
@@ -106,6 +109,8 @@ def render(console, info: dict) -> None:
         elif w["chosen"] is not None:
             console.print(f"\\[bracketed]: the cell {info['mode']} picks, input row {w['chosen'][0]}, "
                           f"column {w['chosen'][1]}")  # fmt: skip
+        if (w.get("ties") or 0) > 1:
+            console.print(TIE.replace("N", str(w["ties"])), highlight=False, markup=False)
         if info.get("padding") and any(any(r) for r in info["padding"]):
             console.print("·: implicit padding (never picked by max or min; counted by avg as zeros when "
                           "count_include_pad)")  # fmt: skip
