@@ -77,20 +77,19 @@ def pooling() -> None:
 
 
 def pipeline() -> None:
-    """Every stage of `poolcli run "gaussian sigma=2 | sobel | relu | max 2"`, at its true size."""
+    """Every stage of `poolcli run "gaussian sigma=2 | sobel-x | relu | max 2"`, at its true size."""
     from poolcli.pipeline import Pipeline
 
     cat = np.asarray(Image.open(SAMPLES / "chelsea.png"))[40:200, 120:320]
     tiles = [label(cat, f"input {cat.shape[1]}x{cat.shape[0]}")]
 
-    def shown(i, stage, array, colour, seconds):
-        px = to8(array[:, :, :colour]) if stage.op.name != "conv" or stage.zero_sum else None
-        if px is None:
-            px = np.clip(np.rint(array[:, :, :colour]), 0, 255).astype(np.uint8)
-        px = px[:, :, 0] if px.shape[2] == 1 else px
+    from poolcli.teach.pictures import to_display
+
+    def shown(i, stage, array, colour, seconds):  # signed maps blue–white–red around zero, as montages draw them
+        px, *_ = to_display(array[:, :, :colour], colour)
         tiles.append(label(px, f"{i}. {stage.text.strip()} {array.shape[1]}x{array.shape[0]}"))
 
-    Pipeline.parse("gaussian sigma=2 | sobel | relu | max 2").apply(cat, 3, shown)
+    Pipeline.parse("gaussian sigma=2 | sobel-x | relu | max 2").apply(cat.astype(np.float32), 3, shown)
     row(tiles).save(HERE / "pipeline.png", optimize=True)
 
 

@@ -342,7 +342,7 @@ def run_pipeline(
 
     Examples:
 
-      poolcli run "gaussian sigma=2 | sobel | relu | max 2" photo.png
+      poolcli run "gaussian sigma=2 | sobel-x | relu | max 2" photo.png
 
       poolcli run "conv sobel-x,sobel-y | relu | max 2" photo.png -f npy
 

@@ -221,7 +221,7 @@ def pipeline_views(pipeline: str, inputs: list[str], *, describe: bool, html: st
     from .teach.page import write_page
     from .teach.views import check_outputs
 
-    check_outputs(image, html)
+    check_outputs(image, html=html)
     write_page(steps, pic.colour, html)
 
 

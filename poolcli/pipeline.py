@@ -1,4 +1,4 @@
-"""Pipelines: ``"gaussian sigma=2 | sobel | relu | max 2"`` parsed once into checked stages and
+"""Pipelines: ``"gaussian sigma=2 | sobel-x | relu | max 2"`` parsed once into checked stages and
 run on float32 arrays with no rounding between them (contract §7).
 
 Grammar, stage by stage (stages are separated by ``|``; a stage is an operation name, then
@@ -298,7 +298,7 @@ class Pipeline:
 
     @property
     def tag(self) -> str:
-        """The default file-name tag: the stages' tags joined (``gaussian-sobel-relu-max2``)."""
+        """The default file-name tag: the stages' tags joined (``gaussian_sigma2-sobel-x-relu-max2``)."""
         return "-".join(s.tag for s in self.stages)
 
     @property

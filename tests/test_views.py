@@ -168,7 +168,7 @@ def test_ties_say_which_cell_won(cli, tmp_path):
     assert r.json["window"]["ties"] == 2 and r.json["window"]["chosen"] == [0, 0]
     r = cli("explain", "t.png", "-m", "max", "-s", "2", "--at", "0,0")
     out = r.stdout.decode()
-    assert "[9]" in out and "a tie: 2 cells hold this value" in out, out
+    assert "[9]" in out and "tie: 2 cells hold this value" in out, out
     r = cli("explain", "t.png", "-m", "min", "-s", "2", "--at", "0,0", "--json")
     assert r.json["window"]["ties"] == 1
 

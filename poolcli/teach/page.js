@@ -286,7 +286,7 @@
     box.appendChild(t);
     return box;
   }
-  const TIE = "a tie: N cells hold this value; the first of them, row by row, is the one shown (the cell PyTorch's max_pool2d indices name)";
+  const TIE = "tie: N cells hold this value; the first, row by row, is shown (the one PyTorch's indices name)";
   function line(parent, text, cls) { parent.appendChild(el("div", { class: cls || "line" }, text)); }
 
   function show(info) {

@@ -28,8 +28,7 @@ def grid(title: str, values, *, pad=None, marks=()):
     return table
 
 
-TIE = ("a tie: N cells hold this value; the first of them, row by row, is the one shown (the cell PyTorch's "
-       "max_pool2d indices name)")  # fmt: skip
+TIE = "tie: N cells hold this value; the first, row by row, is shown (the one PyTorch's indices name)"
 
 _SHADES = " .:-=+*#%@"  # ASCII, so every terminal prints it
 

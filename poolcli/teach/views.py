@@ -33,16 +33,18 @@ def decode(image: str, *, gray: bool, max_pixels: int | None):
                      max_pixels=max_pixels)  # fmt: skip
 
 
-def check_outputs(image: str, *paths) -> None:
-    """No view is ever written over the input image (UsageError naming it)."""
+def check_outputs(image: str, **views) -> None:
+    """No view is ever written over the input image, and no two over each other (UsageError
+    naming the option): ``views`` maps an option's name (``png``) to its file or None."""
     from ..runner.plan import same_file
 
-    names = [p for p in paths if p is not None]
-    for name in names:
-        if image != "-" and same_file(image, name):
-            raise UsageError(f"{name} is the input image; an input is never overwritten")
-    if len(set(names)) < len(names):
-        raise UsageError(f"{', '.join(names)}: two views asked to write the same file")
+    named = [(f"--{opt}", path) for opt, path in views.items() if path is not None]
+    for opt, path in named:
+        if image != "-" and same_file(image, path):
+            raise UsageError(f"{opt} {path} is the input image; an input is never overwritten")
+    paths = [str(p) for _, p in named]
+    if len(set(paths)) < len(paths):
+        raise UsageError(f"{' and '.join(f'{o} {p}' for o, p in named)}: two views would write the same file")
 
 
 def explain_views(console, image: str, what, number: int, position, channel, *, gray: bool, max_pixels,
@@ -51,7 +53,7 @@ def explain_views(console, image: str, what, number: int, position, channel, *, 
     explained on the previous stage's map) or a ``convolve``/``pool`` job."""
     from ..pipeline import Pipeline
 
-    check_outputs(image, png, sweep, html)
+    check_outputs(image, png=png, sweep=sweep, html=html)
     if not isinstance(what, Pipeline) and sweep is None and html is None:
         from . import explain_file, render
 
