@@ -35,3 +35,22 @@ def test_small_images_run_the_serial_loops_with_the_same_results():
         np.testing.assert_array_equal(poolcli.convolve(img, "sobel"), parallel)
     finally:
         runtime.SERIAL_BELOW = old
+
+
+def test_a_cache_baked_in_one_folder_starts_a_second_process_warm(cli, tmp_path):
+    """The container recipe (README "Fresh machines and containers"): the cache built into one
+    folder (as `RUN poolcli warmup` does at image build time), copied elsewhere (as an image
+    layer or a shared volume), and a new process pointed at the copy loads instead of compiling."""
+    import shutil
+
+    (tmp_path / "a.png").write_bytes(encoded(photo(), "PNG"))
+    bake = {"NUMBA_CACHE_DIR": str(tmp_path / "build-cache"), "NUMBA_CPU_NAME": "generic"}
+    first = cli("convolve", "a.png", "-k", "sobel", "-o", "b.png", "--json", env=bake)
+    assert first.code == 0 and first.json["totals"]["compile_ms"] > 0, first
+    shutil.copytree(tmp_path / "build-cache", tmp_path / "image-cache")
+    shutil.rmtree(tmp_path / "build-cache")
+    baked = {"NUMBA_CACHE_DIR": str(tmp_path / "image-cache"), "NUMBA_CPU_NAME": "generic"}
+    second = cli("convolve", "a.png", "-k", "sobel", "-o", "c.png", "--json", env=baked)
+    assert second.code == 0 and "compiling" not in second.stderr, second
+    assert second.json["totals"]["compile_ms"] < first.json["totals"]["compile_ms"] / 5, (first.json, second.json)
+    assert (tmp_path / "b.png").read_bytes() == (tmp_path / "c.png").read_bytes()
