@@ -54,3 +54,19 @@ def test_a_cache_baked_in_one_folder_starts_a_second_process_warm(cli, tmp_path)
     assert second.code == 0 and "compiling" not in second.stderr, second
     assert second.json["totals"]["compile_ms"] < first.json["totals"]["compile_ms"] / 5, (first.json, second.json)
     assert (tmp_path / "b.png").read_bytes() == (tmp_path / "c.png").read_bytes()
+
+
+def test_a_batch_on_an_empty_cache_compiles_the_codec_beside_the_job(cli, tmp_path):
+    """On an empty cache a batch's warm-up forks a helper that compiles the PNG codec while the
+    parent compiles the job (runner.workers.codecs_ahead): the files come out as on a warm cache,
+    and no cache file is left half-written."""
+    for n in range(3):
+        (tmp_path / f"i{n}.png").write_bytes(encoded(photo(seed=n), "PNG"))
+    fresh = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    cold = cli("pool", "i0.png", "i1.png", "i2.png", "-m", "max", "-s", "2", "-o", "cold/", "--jobs", "2", env=fresh)
+    assert cold.code == 0, cold
+    warm = cli("pool", "i0.png", "i1.png", "i2.png", "-m", "max", "-s", "2", "-o", "warm/", "--jobs", "2", env=fresh)
+    assert warm.code == 0 and "compiling" not in warm.stderr, warm
+    for n in range(3):
+        assert (tmp_path / "cold" / f"i{n}_max2.png").read_bytes() == (tmp_path / "warm" / f"i{n}_max2.png").read_bytes()
+    assert [p for p in (tmp_path / "cache").rglob("*") if ".tmp." in p.name] == []  # no half-written cache file

@@ -115,6 +115,15 @@ def _cached(fn, sig) -> bool:
         return True
 
 
+def never_cached(fn) -> bool:
+    """Whether Numba's on-disk cache holds nothing at all for ``fn`` yet (a fresh install or
+    an empty ``NUMBA_CACHE_DIR``): its index file is missing."""
+    try:
+        return not os.path.exists(fn._cache._cache_file._index_path)
+    except Exception:  # noqa: BLE001 - Numba's cache internals: when unsure, assume it is cached
+        return False
+
+
 def run_compiled(fn, *args) -> None:
     """Call a compiled engine function, timing its compilation (or cache load) separately; on
     one thread, its serial twin (see :func:`poolcli.engine._jit.pjit`)."""

@@ -58,7 +58,8 @@ def reuse_freed_memory() -> None:
 def warm(job: Job, fmt: str) -> float:
     """Compile (or load from the cache) the job's 8-bit path, encoder included, as the workers
     will run it (on one thread each: the serial twins of the parallel loops), before they
-    start; returns the milliseconds that took."""
+    start; returns the milliseconds that took.  On an empty cache the PNG codec's loops are
+    compiled by a forked helper meanwhile, on the other core (:func:`codecs_ahead`)."""
     import numpy as np
 
     from .. import topixels
@@ -68,20 +69,59 @@ def warm(job: Job, fmt: str) -> float:
     runtime.engine()
     before = runtime.threads()
     runtime.set_threads(1)
+    helper = codecs_ahead(fmt)
     try:
         if job.gray:  # --gray converts while decoding
             topixels.luma(np.zeros((2, 2, 3), np.uint8))
+        ready = []
         for channels in (1, 3):
             pic = io.Picture(np.zeros((16, 16, channels), np.uint8), False, "RGB")
             try:
                 result = job.compute(pic, pixels=True)
-                for _, ready in prepare(job, result, pic.pixels.dtype, fmt, "warm-up"):
-                    if not isinstance(ready, bytes):
-                        io.decode(io.encode(ready, pic.alpha, fmt), "warm-up")
+                ready += [(px, pic.alpha) for _, px in prepare(job, result, pic.pixels.dtype, fmt, "warm-up")
+                          if not isinstance(px, bytes)]  # fmt: skip
             except ImageError:
                 pass  # a window too large for the tiny image: nothing to warm
+        join(helper)
+        for px, alpha in ready:  # loaded from the cache the helper filled, or compiled here
+            io.decode(io.encode(px, alpha, fmt), "warm-up")
     finally:
+        join(helper)
         runtime.set_threads(before)
     return runtime.take_compile_ms()
 
 
+def codecs_ahead(fmt: str) -> int | None:
+    """On an empty cache, fork a helper that compiles the PNG codec's loops (decode and encode,
+    8- and 16-bit alike: they work on bytes) into the cache while this process compiles the
+    job's own; its pid, or None (cached already, another format, or no fork).  Measured in
+    benchmarks/RESULTS.md (#26): the codec's loops are about half of a first run's compiling."""
+    import numpy as np
+
+    from ..engine import png as loops
+
+    if fmt != "png" or not hasattr(os, "fork") or not runtime.never_cached(loops.filter_rows.serial):
+        return None
+    try:
+        pid = os.fork()
+    except OSError:
+        return None
+    if pid:
+        return pid
+    code = 0
+    try:  # the child: nothing it does reaches the user (its output is discarded, its errors too)
+        io.decode(io.encode(np.zeros((16, 16, 3), np.uint8), False, "png"), "warm-up")
+    except BaseException:  # noqa: BLE001 - the parent compiles whatever this did not
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def join(pid: int | None) -> None:
+    """Wait for a helper :func:`codecs_ahead` started (once: later calls do nothing)."""
+    if pid is None:
+        return
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:  # reaped already
+        pass
