@@ -190,3 +190,19 @@ def test_montage_labels_bank_maps_and_wraps_into_rows():
     assert layout[1]["labels"] == ["sobel-x (R)", "sobel-x (G)", "sobel-x (B)", "sobel-y (R)", "sobel-y (G)",
                                    "sobel-y (B)"]  # fmt: skip
     assert picture.width <= MONTAGE_ROW and len({p["y"] for p in layout}) > 1  # wrapped, not one long strip
+
+
+def test_sweep_captions_print_the_api_values():
+    from poolcli.teach.numbers import num
+    from poolcli.teach.sweep import caption
+
+    for text, number in [("sobel", 1), ("conv sobel-x,sobel-y | avg 3 stride=2 padding=1", 2), ("sharpen | relu", 2)]:
+        pipe = Pipeline.parse(text)
+        img = np.random.default_rng(7).integers(0, 256, (20, 24, 3)).astype(np.uint8)
+        x_map, colour = stage_input(pipe, img, number)
+        out = poolcli.run(img, " | ".join(s.text for s in pipe.stages[:number]))
+        infos, _ = sweep_frames(pipe, number, x_map, colour, (1, 1), (3, 2), 1)
+        for info in infos:
+            p = info["position"]
+            want = num(float(out[p["y"], p["x"], 1]))
+            assert f"= {want}" in caption(info), (caption(info), want)

@@ -73,7 +73,7 @@ def run(
     """
     from ..jobs import as_job
     from .work import process_file
-    from .workers import reuse_freed_memory
+    from .workers import codecs_ahead, join, reuse_freed_memory
 
     job = as_job(job)
     settings = settings if settings is not None else Settings(**options)
@@ -86,11 +86,13 @@ def run(
         here = [t for t in tasks if t.source == "-"]
     else:
         here = [t for t in tasks if jobs <= 1 or len(tasks) <= 1 or t.source == "-"]
+    helper = codecs_ahead(here[0].fmt) if here else None  # an empty cache: the codec compiled beside
     try:
         for task in here:
             res = process_file(task, job, settings)
             results.append(res)
             on_result(res)
+        join(helper)
         rest = [t for t in tasks if t.source != "-"] if len(here) < len(tasks) else []
         if rest:
             executor_for(executor, jobs, scheduler).run(rest, job, settings, results, on_result)
@@ -98,4 +100,5 @@ def run(
     except KeyboardInterrupt:
         raise Interrupted(results) from None
     finally:
+        join(helper)
         signal.signal(signal.SIGTERM, old_term)

@@ -185,7 +185,9 @@ class Execution:
     def run(self, on_result) -> list:
         """Process every file (:func:`poolcli.runner.run`); Interrupted on SIGINT/SIGTERM."""
         from . import run
+        from .workers import allow_helpers
 
+        allow_helpers()  # on an empty cache the PNG codec compiles beside the job, in a forked helper
         try:
             return run(self.planned.tasks, self.job, self.opts.settings(), jobs=self.jobs, executor=self.executor,
                        scheduler=self.scheduler, on_result=on_result)  # fmt: skip

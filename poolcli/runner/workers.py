@@ -91,16 +91,26 @@ def warm(job: Job, fmt: str) -> float:
     return runtime.take_compile_ms()
 
 
+HELPERS = [False]  # whether codecs_ahead may fork: the command line's runs only (allow_helpers), never a library's
+
+
+def allow_helpers() -> None:
+    """Let this process fork compile helpers (:func:`codecs_ahead`): the command line calls it."""
+    HELPERS[0] = True
+
+
 def codecs_ahead(fmt: str) -> int | None:
     """On an empty cache, fork a helper that compiles the PNG codec's loops (decode and encode,
     8- and 16-bit alike: they work on bytes) into the cache while this process compiles the
     job's own; its pid, or None (cached already, another format, or no fork).  Measured in
     benchmarks/RESULTS.md (#26): the codec's loops are about half of a first run's compiling."""
+    if not HELPERS[0] or fmt != "png" or not hasattr(os, "fork"):
+        return None
     import numpy as np
 
     from ..engine import png as loops
 
-    if fmt != "png" or not hasattr(os, "fork") or not runtime.never_cached(loops.filter_rows.serial):
+    if not runtime.never_cached(loops.filter_rows.serial):
         return None
     try:
         pid = os.fork()
@@ -110,6 +120,10 @@ def codecs_ahead(fmt: str) -> int | None:
         return pid
     code = 0
     try:  # the child: nothing it does reaches the user (its output is discarded, its errors too)
+        runtime.compile_notice = None  # the parent says it is compiling, once
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
         io.decode(io.encode(np.zeros((16, 16, 3), np.uint8), False, "png"), "warm-up")
     except BaseException:  # noqa: BLE001 - the parent compiles whatever this did not
         code = 1

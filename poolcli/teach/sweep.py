@@ -51,7 +51,7 @@ def _plane(info: dict, x_map: np.ndarray) -> tuple[np.ndarray, str]:
     return x_map[:, :, c], f"input channel {c}"
 
 
-def _caption(info: dict) -> str:
+def caption(info: dict) -> str:
     """The frame's one line: the cell and its value, and how it was made."""
     p = info["position"]
     head = f"output ({p['x']}, {p['y']}) ch {p['channel']} = {num(info['output'])}"
@@ -184,7 +184,7 @@ def _frame(info, base, values, inside, geo, plane_name, infos, done):
     canvas.paste(grid_img, (x, 30))
     canvas.paste(out_img, (x + grid_img.width + 20, 30))
     y = 30 + max(base.height, grid_img.height, out_img.height) + 8
-    d.text((20, y), ascii_text(_caption(info)), fill="black", font=font)
+    d.text((20, y), ascii_text(caption(info)), fill="black", font=font)
     size = info.get("output_size")
     if size:
         d.text((20, y + 18), ascii_text(f"output size: {size['formula_h']}  x  {size['formula_w']}"),
