@@ -38,7 +38,7 @@ def _conv_specs(stage) -> list[dict]:
              "dilation": s.dilation, "crop": list(s.crop)} for s in specs]  # fmt: skip
 
 
-def stage_data(stage, in_size, in_colour: int) -> dict:
+def stage_data(stage, in_size) -> dict:
     """What the page's script needs to explain any cell of ``stage``: its parameters, its
     windows on both axes, and the output size (with the formula: the same for every cell)."""
     from .. import ops
@@ -208,7 +208,7 @@ def page_data(pipeline, image: np.ndarray, *, at=None, explained: int | None = N
         maps.append({"h": int(m.shape[0]), "w": int(m.shape[1]), "c": int(cc), "dtype": dtype,
                      "crop": [int(r0), int(c0), int(h), int(w)], "values": _b64(part),
                      "overview": _overview(m, cc, side, "PNG" if full else "JPEG")})  # fmt: skip
-    stages = [stage_data(s, sizes[k], colours[k]) for k, s in enumerate(pipeline.stages)]
+    stages = [stage_data(s, sizes[k]) for k, s in enumerate(pipeline.stages)]
     first = at if at is not None else (sizes[explained][1] // 2, sizes[explained][0] // 2)
     return {"maps": maps, "stages": stages, "single": single, "full": full, "explained": explained - 1,
             "at": [int(first[0]), int(first[1])], "limits": {"grid": GRID_SIDE, "heat": HEAT_SIDE,

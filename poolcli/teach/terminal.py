@@ -22,7 +22,7 @@ def grid(title: str, values, *, pad=None, marks=()):
             if (i, j) in marks:  # brackets as well as colour: they survive pipes and NO_COLOR
                 text = f"[reverse bold]\\[{text}][/]"
             elif pad is not None and pad[i][j]:
-                text = f"[dim italic]{text}[/]"
+                text = f"[dim italic]({text})[/]"  # parentheses too: they survive pipes and NO_COLOR
             cells.append(text)
         table.add_row(*cells)
     return table
@@ -88,7 +88,7 @@ def render(console, info: dict) -> None:
         if info["magnitude"] is not None:
             console.print(f"magnitude sqrt(gx² + gy²) = {info['magnitude']:.6g}")
         if info.get("padding") and any(any(r) for r in info["padding"]):
-            console.print("[dim italic]dim italic[/]: cells outside the image, as the boundary mode gives them")
+            console.print("[dim italic](in parentheses)[/]: cells outside the image, as the boundary mode gives them")
     else:
         console.print(f"[bold]{where}[/]: {info['mode']} pooling over input rows {rows[0]}…{rows[1]}, "
                       f"columns {cols[0]}…{cols[1]}")  # fmt: skip
