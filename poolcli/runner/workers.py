@@ -104,7 +104,11 @@ def codecs_ahead(fmt: str) -> int | None:
     8- and 16-bit alike: they work on bytes) into the cache while this process compiles the
     job's own; its pid, or None (cached already, another format, or no fork).  Measured in
     benchmarks/RESULTS.md (#26): the codec's loops are about half of a first run's compiling."""
+    import threading
+
     if not HELPERS[0] or fmt != "png" or not hasattr(os, "fork"):
+        return None
+    if threading.active_count() > 1:  # another thread may hold a lock (Numba's compiler lock) the child would need
         return None
     import numpy as np
 
