@@ -554,6 +554,7 @@ def bench_first_run(tmp: Path) -> None:
         ("poolcli pool sample_images/ -m max -s 2 -o out/", ["pool", str(SAMPLES), "-m", "max", "-s", "2", "-o", f"{tmp / 'o'}/", "-q"], 3),
         ("poolcli convolve sample_images/chelsea.png -k sobel -o c.png", ["convolve", str(SAMPLES / "chelsea.png"), "-k", "sobel", "-o", str(tmp / "c.png"), "-q"], 3),
         ("poolcli run 'conv2d @layer.npz padding=1 \\| relu \\| max 2' chelsea.png", ["run", f"conv2d @{layer} padding=1 | relu | max 2", str(SAMPLES / "chelsea.png"), "-o", f"{tmp / 'l'}/", "-q"], 3),
+        ("poolcli pool small.png -m avg -s 2 (the 8-bit integer loop)", ["pool", str(small), "-m", "avg", "-s", "2", "-o", str(tmp / "a.png"), "-q"], 3),
         ("a warm poolcli pool small.png -m max -s 2 (0.3 MP)", ["pool", str(small), "-m", "max", "-s", "2", "-o", str(tmp / "s.png"), "-q"], 0.3),
         ("poolcli warmup", ["warmup", "-q"], 45),
     ]  # fmt: skip
@@ -845,6 +846,16 @@ def bench_conv2d(reps: int) -> None:
                                                                            2), t2, padding=1)), 2)  # fmt: skip
     table("two layers at 1024²: conv 3→16 | relu | max 2 | conv 16→32 | relu | max 2", rounds(cases, reps),
           "poolcli", "≥ 1.0 against PyTorch")  # fmt: skip
+
+
+def bench_thumbs(reps: int) -> None:
+    """8-bit 2×2 average pooling to uint8 (the integer loop) against OpenCV's INTER_AREA, quiet
+    and with one other process spinning on a core (#23)."""
+    import poolcli
+
+    cv2 = optional("cv2")
+    rng = np.random.default_rng(0)
+    say("\n### 14. 8-bit thumbnails: avg pool 2 → uint8 against OpenCV INTER_AREA\n")
     for side in (2048, 4096):
         u8 = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
         cases = {"poolcli pool avg 2, dtype=uint8": lambda u8=u8: poolcli.pool(u8, "avg", 2, dtype=np.uint8)}
@@ -853,6 +864,13 @@ def bench_conv2d(reps: int) -> None:
                                                                                    interpolation=cv2.INTER_AREA)
         table(f"8-bit avg pool 2 → uint8 at {side}²", rounds(cases, reps), "poolcli pool avg 2, dtype=uint8",
               "≥ 1.0 against OpenCV")  # fmt: skip
+        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        try:
+            time.sleep(0.5)
+            table(f"the same at {side}², busy neighbour", rounds(cases, reps), "poolcli pool avg 2, dtype=uint8")
+        finally:
+            hog.kill()
+            hog.wait()
 
 
 def bench_side(reps: int) -> None:
@@ -917,6 +935,7 @@ SECTIONS = [
     "dask",
     "busy",
     "firstrun",
+    "thumbs",
     "stream",
     "giga",
     "conv2d",
@@ -952,6 +971,7 @@ def main() -> None:
                 "giga": lambda: bench_giga(tmp),
                 "conv2d": lambda: bench_conv2d(reps),
                 "side": lambda: bench_side(reps),
+                "thumbs": lambda: bench_thumbs(max(reps, 21)),
             }[args.section]()
         for item in sorted(set(SKIPPED)):
             print(f"SKIPPED: {item}", flush=True)

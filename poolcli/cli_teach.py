@@ -103,7 +103,7 @@ def explain(
         steps, view = Pipeline.parse(pipeline), "pipeline"
         number = stage_number(steps, stage)
     else:
-        job, _ = _explained_job(image, kernel, mode, at or "0,0", pooling, dict(
+        job = _explained_job(image, kernel, mode, pooling, dict(
             size=size, sigma=sigma, boundary=boundary, cval=cval, stride=stride, dilation=dilation, flip=flip))
         steps, number, view = None, 1, job
     from .api import parse_pair
@@ -155,23 +155,21 @@ def _explain_layer(console, image, stage: str, at, out_channel, json_out: bool, 
         render_layer(console, info)
 
 
-def _explained_job(image, kernel, mode, at, pooling: PoolOptions, o: dict):
-    """(the job whose one output ``explain`` shows, the position X,Y); UsageError for a bad mix."""
-    from .api import parse_pair
+def _explained_job(image, kernel, mode, pooling: PoolOptions, o: dict):
+    """The job whose output ``explain`` shows; UsageError for a bad mix."""
     from .jobs import ConvolveJob, PoolJob
 
     if image is None:
         raise UsageError("explain needs an IMAGE (or --demo)")
     if (kernel is None) == (mode is None):
         raise UsageError("give -k KERNEL to explain a convolution, or -m MODE -s K to explain pooling")
-    position = parse_pair(at, "--at", 0) if at is not None else (0, 0)
     if kernel is not None:
         job = ConvolveJob.build(kernel, size=_as_int(o["size"], "--size"), sigma=o["sigma"], boundary=o["boundary"],
                                 cval=o["cval"], stride=_as_int(o["stride"] or "1", "--stride"),
                                 dilation=_as_int(o["dilation"], "--dilation"), flip=o["flip"])  # fmt: skip
     else:
         job = PoolJob.build(mode, o["size"], stride=o["stride"], dilation=o["dilation"], **dataclasses.asdict(pooling))
-    return job, position
+    return job
 
 
 def _as_int(value: str | None, name: str) -> int | None:
@@ -206,7 +204,7 @@ def pipeline_views(pipeline: str, inputs: list[str], *, describe: bool, html: st
     check_address_space()
     pic = None
     if image is not None:
-        from .teach.views import decode
+        from .teach import decode
 
         pic = decode(image, gray=gray, max_pixels=max_pixels or None)
     if describe:
@@ -218,8 +216,8 @@ def pipeline_views(pipeline: str, inputs: list[str], *, describe: bool, html: st
         else:
             _print_shapes(stages, size)
         return
+    from .teach import check_outputs
     from .teach.page import write_page
-    from .teach.views import check_outputs
 
     check_outputs(image, html=html)
     write_page(steps, pic.colour, html)

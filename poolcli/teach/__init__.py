@@ -15,8 +15,9 @@ from .numbers import GRID_SIDE, HEAT_SIDE, JSON_CELLS, MAX_SIDE, demo, explain_c
 from .pictures import Panels, draw, draw_demo, montage
 from .terminal import render, render_demo
 
-__all__ = ["GRID_SIDE", "HEAT_SIDE", "JSON_CELLS", "MAX_SIDE", "Panels", "demo", "draw", "draw_demo",
-           "explain_convolution", "explain_file", "explain_pooling", "montage", "render", "render_demo"]  # fmt: skip
+__all__ = ["GRID_SIDE", "HEAT_SIDE", "JSON_CELLS", "MAX_SIDE", "Panels", "check_outputs", "decode", "demo", "draw",
+           "draw_demo", "explain_convolution", "explain_file", "explain_pooling", "montage", "render",
+           "render_demo"]  # fmt: skip
 
 
 def explain_file(image: str, spec, at: tuple[int, int], channel: int | None = None, *, gray: bool = False,
@@ -24,14 +25,10 @@ def explain_file(image: str, spec, at: tuple[int, int], channel: int | None = No
     """(:func:`explain_convolution` or :func:`explain_pooling` of the file ``image`` at ``at``
     under ``spec``, the image's colour channels); ``picture``: also :func:`draw` it there (never
     over the input: UsageError)."""
-    from .. import api, io
-    from ..errors import UsageError
-    from ..runner.plan import same_file
+    from .. import api
 
-    if picture is not None and same_file(image, picture):
-        raise UsageError(f"--png {picture} is the input image; an input is never overwritten")
-    pic = io.decode(io.read_bytes(image, max_pixels), "<stdin>" if image == "-" else image, gray=gray,
-                    max_pixels=max_pixels)  # fmt: skip
+    check_outputs(image, png=picture)
+    pic = decode(image, gray=gray, max_pixels=max_pixels)
     if isinstance(spec, api.ConvolveSpec):
         info = explain_convolution(pic.colour, spec, at, channel)
     else:
@@ -39,3 +36,26 @@ def explain_file(image: str, spec, at: tuple[int, int], channel: int | None = No
     if picture:
         draw(info, pic.colour, picture)
     return info, pic.colour
+
+
+def decode(image: str, *, gray: bool = False, max_pixels: int | None = None):
+    """The file ``image`` (``-``: standard input) decoded, as the views read it."""
+    from .. import io
+
+    return io.decode(io.read_bytes(image, max_pixels), "<stdin>" if image == "-" else image, gray=gray,
+                     max_pixels=max_pixels)  # fmt: skip
+
+
+def check_outputs(image: str, **views) -> None:
+    """No view is ever written over the input image, and no two over each other (UsageError
+    naming the option): ``views`` maps an option's name (``png``) to its file or None."""
+    from ..errors import UsageError
+    from ..runner.plan import same_file
+
+    named = [(f"--{opt}", path) for opt, path in views.items() if path is not None]
+    for opt, path in named:
+        if image != "-" and same_file(image, path):
+            raise UsageError(f"{opt} {path} is the input image; an input is never overwritten")
+    paths = [str(p) for _, p in named]
+    if len(set(paths)) < len(paths):
+        raise UsageError(f"{' and '.join(f'{o} {p}' for o, p in named)}: two views would write the same file")

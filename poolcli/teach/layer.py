@@ -26,7 +26,8 @@ def output_size_layer(H: int, W: int, spec) -> dict:
     return {"height": h, "width": w, "formula_h": fh, "formula_w": fw}
 
 
-def explain_layer(image: np.ndarray, spec, at: tuple[int, int], out_channel: int | None = None) -> dict:
+def explain_layer(image: np.ndarray, spec, at: tuple[int, int], out_channel: int | None = None, *,
+                  result: np.ndarray | None = None) -> dict:  # fmt: skip
     """The arithmetic of conv2d(image)[K, Y, X] for an (H, W, C_in) image: ``at`` is (X, Y).
 
     Returns ``kind`` ("conv2d"), ``position`` {x, y, channel: K}, ``window`` {rows, cols} (input
@@ -48,7 +49,7 @@ def explain_layer(image: np.ndarray, spec, at: tuple[int, int], out_channel: int
     x, y = at
     if not (0 <= x < size["width"] and 0 <= y < size["height"]):
         raise UsageError(f"--at {x},{y} is outside the output, which is {size['width']}x{size['height']}")
-    out = apply_hwc(img, C, spec)
+    out = apply_hwc(img, C, spec) if result is None else result  # the caller's (H, W, C_out), for many cells
     (sh, sw), (dh, dw), (t, _, left, _) = spec.stride, spec.dilation, spec.pads
     kh, kw = spec.weight.shape[2:]
     rows = [y * sh - t + i * dh for i in range(kh)]
@@ -152,16 +153,14 @@ def layer_diagram(info: dict):
 def explain_stage(image: str, stage_text: str, at, out_channel, *, max_pixels, picture: str | None) -> dict:
     """``explain IMAGE --stage "conv2d @FILE …" --at X,Y --out-channel K``: the file read, the
     layer explained (and drawn to ``picture``)."""
-    from .. import io
     from ..pipeline import parse_stage
-    from ..runner.plan import same_file
+    from . import check_outputs, decode
 
     stage = parse_stage(stage_text, 1)
     if not stage.layer:
         raise UsageError(f"--stage explains a conv2d layer ('conv2d @FILE …'); for '{stage_text}' use -k or -m")
-    if picture is not None and same_file(image, picture):
-        raise UsageError(f"--png {picture} is the input image; an input is never overwritten")
-    pic = io.decode(io.read_bytes(image, max_pixels), "<stdin>" if image == "-" else image, max_pixels=max_pixels)
+    check_outputs(image, png=picture)
+    pic = decode(image, max_pixels=max_pixels)
     info = explain_layer(pic.colour, stage.spec, at, out_channel)
     if picture:
         draw_layer(info, picture)

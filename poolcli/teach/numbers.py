@@ -54,7 +54,8 @@ def _position(at, oh: int, ow: int) -> tuple[int, int]:
     return x, y
 
 
-def explain_convolution(image, spec: api.ConvolveSpec, at: tuple[int, int], channel: int | None = None) -> dict:
+def explain_convolution(image, spec: api.ConvolveSpec, at: tuple[int, int], channel: int | None = None, *,
+                        result: np.ndarray | None = None) -> dict:  # fmt: skip
     """The arithmetic of ``convolve(image)[Y, X]`` on one channel: ``at`` is (X, Y).
 
     Returns a dict with ``position``, ``window`` (input rows and columns the taps read),
@@ -64,7 +65,7 @@ def explain_convolution(image, spec: api.ConvolveSpec, at: tuple[int, int], chan
     """
     plane, c = _channel(image, channel)
     H, W = plane.shape
-    result = api.apply_convolve(plane, spec)
+    result = api.apply_convolve(plane, spec) if result is None else result  # the caller's, for many cells
     oh, ow = result.shape[:2]
     x, y = _position(at, oh, ow)
     kernels = [spec.kernel] if spec.kernel.ndim == 2 else [spec.kernel[0], spec.kernel[1]]
@@ -210,7 +211,8 @@ def output_size_pool(H: int, W: int, spec, oh: int, ow: int) -> dict:
             "formula_w": one(W, kw, sw, pw, dw, ow)}  # fmt: skip
 
 
-def explain_pooling(image, spec: api.PoolSpec, at: tuple[int, int], channel: int | None = None) -> dict:
+def explain_pooling(image, spec: api.PoolSpec, at: tuple[int, int], channel: int | None = None, *,
+                    result: np.ndarray | None = None) -> dict:  # fmt: skip
     """The arithmetic of ``pool(image)[Y, X]`` on one channel: ``at`` is (X, Y).
 
     ``input_patch`` holds the window's cells (None in the implicit padding), ``window`` the
@@ -219,7 +221,7 @@ def explain_pooling(image, spec: api.PoolSpec, at: tuple[int, int], channel: int
     """
     plane, c = _channel(image, channel)
     H, W = plane.shape
-    result = api.apply_pool(plane, spec)
+    result = api.apply_pool(plane, spec) if result is None else result  # the caller's, for many cells
     oh, ow = result.shape[:2]
     x, y = _position(at, oh, ow)
     if spec.output_size is not None:

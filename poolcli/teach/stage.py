@@ -38,31 +38,37 @@ def stage_input(pipeline, colour_image: np.ndarray, number: int) -> tuple[np.nda
     return before.apply(np.asarray(img, np.float32), img.shape[2])
 
 
-def explain_at(pipeline, number: int, x_map: np.ndarray, colour: int, at, channel: int | None) -> dict:
+def explain_at(pipeline, number: int, x_map: np.ndarray, colour: int, at, channel: int | None,
+               out: np.ndarray | None = None) -> dict:  # fmt: skip
     """Stage ``number``'s arithmetic at ``at`` = (X, Y) of its output channel ``channel`` on its
-    input map ``x_map`` (H, W, ≥ colour): the dict ``explain --json`` prints for that stage."""
+    input map ``x_map`` (H, W, ≥ colour): the dict ``explain --json`` prints for that stage.
+    ``out``: the stage's (H, W, C) result, when the caller explains many cells of it."""
     from ..pipeline import apply_stage
 
     stage = pipeline.stages[number - 1]
     src = x_map[:, :, :colour]
+    c = 0 if channel is None else channel
+    plane = None if out is None or not 0 <= c < out.shape[2] else out[:, :, c]
     if stage.layer:
         from .layer import explain_layer
 
-        return explain_layer(src, stage.spec, at, channel)
+        return explain_layer(src, stage.spec, at, channel, result=out)
     if stage.op.kind == "pool":
-        return explain_pooling(src, stage.spec, at, channel)
+        return explain_pooling(src, stage.spec, at, channel, result=plane)
     if stage.op.kind == "conv":
         specs = stage.spec if stage.bank else (stage.spec,)
-        out_c = 0 if channel is None else channel
-        if not 0 <= out_c < colour * len(specs):
+        if not 0 <= c < colour * len(specs):
             raise UsageError(f"--channel must be from 0 to {colour * len(specs) - 1} for this stage, got {channel}")
-        k, c = divmod(out_c, colour)  # a bank's maps are kernel-major: map k·C + c
-        info = explain_convolution(src, specs[k], at, c)
+        k, ci = divmod(c, colour)  # a bank's maps are kernel-major: map k·C + c
+        info = explain_convolution(src, specs[k], at, ci, result=plane)
         if stage.bank:  # map k·C + c: kernel k on input channel c
-            info["position"]["channel"] = out_c
-            info["bank_kernel"] = {"index": k, "name": stage.label.split("+")[k], "input_channel": c}
+            info["position"]["channel"] = c
+            info["bank_kernel"] = {"index": k, "name": stage.label.split("+")[k], "input_channel": ci}
         return info
-    out, out_colour = apply_stage(stage, src, colour)
+    if out is None:
+        out, out_colour = apply_stage(stage, src, colour)
+    else:
+        out_colour = out.shape[2]
     return _elementwise(stage, src, out, out_colour, at, channel)
 
 

@@ -78,7 +78,8 @@ def sweep_frames(pipeline, number: int, x_map: np.ndarray, colour: int, at, regi
     from ..pipeline import apply_stage
     from .stage import explain_at
 
-    out, _ = apply_stage(pipeline.stages[number - 1], x_map[:, :, :colour], colour)
+    out, out_colour = apply_stage(pipeline.stages[number - 1], x_map[:, :, :colour], colour)
+    out = out[:, :, None] if out.ndim == 2 else out[:, :, :out_colour]  # its maps, computed once for every frame
     oh, ow = out.shape[:2]
     x0, y0 = at
     if not (0 <= x0 < ow and 0 <= y0 < oh):
@@ -89,7 +90,8 @@ def sweep_frames(pipeline, number: int, x_map: np.ndarray, colour: int, at, regi
     if (x1 - x0, y1 - y0) != (w, h):
         note = (f"--region {w}x{h} from {x0},{y0} passes the output's edge ({ow}x{oh}): sweeping "
                 f"{x1 - x0}x{y1 - y0} cells")  # fmt: skip
-    infos = [explain_at(pipeline, number, x_map, colour, (x, y), channel) for y in range(y0, y1) for x in range(x0, x1)]
+    infos = [explain_at(pipeline, number, x_map, colour, (x, y), channel, out)
+             for y in range(y0, y1) for x in range(x0, x1)]  # fmt: skip
     return infos, note
 
 

@@ -9,6 +9,7 @@ import json
 import sys
 
 from ..errors import UsageError
+from . import check_outputs, decode
 
 
 def one_stage(job):
@@ -24,27 +25,6 @@ def one_stage(job):
     else:
         stage = Stage(f"pool {spec.mode}", ops.lookup(spec.mode), spec, tags.pool_tag(spec, job.is_global))
     return Pipeline((stage,), stage.text)
-
-
-def decode(image: str, *, gray: bool, max_pixels: int | None):
-    from .. import io
-
-    return io.decode(io.read_bytes(image, max_pixels), "<stdin>" if image == "-" else image, gray=gray,
-                     max_pixels=max_pixels)  # fmt: skip
-
-
-def check_outputs(image: str, **views) -> None:
-    """No view is ever written over the input image, and no two over each other (UsageError
-    naming the option): ``views`` maps an option's name (``png``) to its file or None."""
-    from ..runner.plan import same_file
-
-    named = [(f"--{opt}", path) for opt, path in views.items() if path is not None]
-    for opt, path in named:
-        if image != "-" and same_file(image, path):
-            raise UsageError(f"{opt} {path} is the input image; an input is never overwritten")
-    paths = [str(p) for _, p in named]
-    if len(set(paths)) < len(paths):
-        raise UsageError(f"{' and '.join(f'{o} {p}' for o, p in named)}: two views would write the same file")
 
 
 def explain_views(console, image: str, what, number: int, position, channel, *, gray: bool, max_pixels,
