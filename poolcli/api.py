@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine.runtime import engine, row_blocks, run_compiled
+from .engine.runtime import row_blocks, run_loop
 from .errors import ImageError, UsageError, did_you_mean
 from .kernels import get_kernel
 from .layout import as_image, in_layout
@@ -332,18 +332,17 @@ class ConvPlan:
     def compute(self, img: np.ndarray, rowmap: np.ndarray, out: np.ndarray) -> None:
         """``out`` (rows, OW, C) float32: the output rows whose padded rows ``rowmap`` maps to
         rows of ``img`` (the whole image and :attr:`rowmap`, or a band of both)."""
-        eng = engine().convolve
         head = (img, rowmap, self.colmap, self.left, np.float32(self.spec.cval), self.stride, row_blocks(out.shape[0]))
         if self.separable:
             args = (self.roffs, self.rsel, self.rw, self.rcount, self.csel, self.cw, self.ccount, out)
-            run_compiled(eng.correlate_separable, *head, *args)
+            run_loop("convolve", "correlate_separable", *head, *args)
         elif len(self.kernels) == 2:
             other = np.empty_like(out)
-            _correlate_taps(eng, head, self.kernels[0], self.dilation, out)
-            _correlate_taps(eng, head, self.kernels[1], self.dilation, other)
+            _correlate_taps(head, self.kernels[0], self.dilation, out)
+            _correlate_taps(head, self.kernels[1], self.dilation, other)
             np.hypot(out, other, out=out)
         else:
-            _correlate_taps(eng, head, self.kernels[0], self.dilation, out)
+            _correlate_taps(head, self.kernels[0], self.dilation, out)
 
 
 def _taps(vectors):
@@ -358,7 +357,7 @@ def _taps(vectors):
     return sel, ws, np.array([len(i) for i in nz], np.int64)
 
 
-def _correlate_taps(eng, head, k: np.ndarray, dilation: int, out: np.ndarray) -> None:
+def _correlate_taps(head, k: np.ndarray, dilation: int, out: np.ndarray) -> None:
     """The general path: only non-zero taps, grouped by kernel row."""
     rows, cols = np.nonzero(k)
     if rows.size == 0:  # an all-zero kernel: every output is 0
@@ -367,7 +366,8 @@ def _correlate_taps(eng, head, k: np.ndarray, dilation: int, out: np.ndarray) ->
     used, trow = np.unique(rows, return_inverse=True)
     roffs = used.astype(np.int64) * dilation
     tcol = cols.astype(np.int64) * dilation
-    run_compiled(eng.correlate_taps, *head, roffs, trow.astype(np.int64), tcol, k[rows, cols].astype(np.float32), out)
+    weights = k[rows, cols].astype(np.float32)
+    run_loop("convolve", "correlate_taps", *head, roffs, trow.astype(np.int64), tcol, weights, out)
 
 
 # --------------------------------------------------------------------------- pooling
@@ -635,21 +635,20 @@ class PoolPlan:
     def compute(self, img: np.ndarray, lo: int, y0: int, y1: int, out: np.ndarray) -> None:
         """``out``: output rows y0 … y1 − 1, from ``img`` holding source rows lo … (the whole
         image with lo = 0, or the band :meth:`source_rows` names)."""
-        eng = engine().pool
         spec, mode = self.spec, self.mode
         if self.fast:
             img = img[y0 * self.kh - lo : y1 * self.kh - lo]
             if mode in ("max", "min"):
                 sign = 1 if mode == "max" else -1
-                run_compiled(eng.pool_extreme_blocks, img, self.kh, self.kw, sign, row_blocks(y1 - y0), out)
+                run_loop("pool", "pool_extreme_blocks", img, self.kh, self.kw, sign, row_blocks(y1 - y0), out)
                 return
             if mode == "avg" and spec.divisor is None:
                 if self.pixels and self.kh == self.kw == 2:  # 8-bit 2×2 thumbnails: integers throughout
-                    run_compiled(eng.pool_avg2_u8, img, row_blocks(y1 - y0), out)
+                    run_loop("pool", "pool_avg2_u8", img, row_blocks(y1 - y0), out)
                     return
                 acc_like = np.zeros(0, np.float32 if img.dtype == np.uint8 else np.float64)  # exact for 8 bits
                 top = 255.0 if self.pixels else 0.0
-                run_compiled(eng.pool_avg_blocks, img, self.kh, self.kw, row_blocks(y1 - y0), acc_like, top, out)
+                run_loop("pool", "pool_avg_blocks", img, self.kh, self.kw, row_blocks(y1 - y0), acc_like, top, out)
                 return
             self._tables()  # the other modes read the window tables
         rstart = self.rstart[y0:y1] - lo
@@ -668,7 +667,7 @@ class PoolPlan:
             W = img.shape[1]
             width = int(ccount[0])
             hk = width if dw == 1 and (ccount == width).all() and width <= W and ow * width * 2 >= W else 0
-            run_compiled(eng.pool_extreme, img, rstart, rcount, dh, cstart, ccount, dw, sign, fill, hk,
+            run_loop("pool", "pool_extreme", img, rstart, rcount, dh, cstart, ccount, dw, sign, fill, hk,
                          row_blocks(y1 - y0), out)  # fmt: skip
         elif mode in ("avg", "lp"):
             # float32 sums are exact for 8-bit pixels (up to 65,793 per window); else float64
@@ -689,10 +688,11 @@ class PoolPlan:
                 else:  # lp_pool2d = avg_pool2d(x^p, padding=0, ceil_mode) · kh·kw, then ^(1/p)
                     div, mul = np.outer(self.rpad[rows], self.cpad).astype(np.float64), float(self.kh * self.kw)
             div = np.ascontiguousarray(div)
-            run_compiled(eng.pool_sum, img, rstart, rcount, dh, cstart, ccount, dw, power, div, mul, acc_like, out)
+            run_loop("pool", "pool_sum", img, rstart, rcount, dh, cstart, ccount, dw, power, div, mul, acc_like, out)
         else:
             seed = self.seed
             if y0:  # the engine hashes (seed, oy·OW·C + …): shifting the seed shifts oy (mod 2⁶⁴)
                 seed = (seed + y0 * ow * img.shape[2] * _GOLDEN) & 0xFFFFFFFFFFFFFFFF
                 seed = seed - (1 << 64) if seed >= 1 << 63 else seed  # the same 64 bits, as int64
-            run_compiled(eng.pool_select, img, rstart, rcount, dh, cstart, ccount, dw, mode == "stochastic", seed, out)
+            stochastic = mode == "stochastic"
+            run_loop("pool", "pool_select", img, rstart, rcount, dh, cstart, ccount, dw, stochastic, seed, out)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .api import index_map
-from .engine.runtime import engine, run_compiled
+from .engine.runtime import run_loop
 from .errors import UsageError
 from .layout import as_array
 
@@ -61,10 +61,7 @@ class Conv2dSpec:
 
     def run(self, xp: np.ndarray, out: np.ndarray) -> None:
         """The compiled loop on a padded (C_in, Hp, Wp) float32 image into (C_out, OH, OW)."""
-        engine()  # Numba's import counts as compile time; the layer's loops load with it
-        from .engine import conv2d as loops
-
-        run_compiled(loops.conv2d, xp, self.weight, self.bias, *self.stride, *self.dilation, self.groups, out)
+        run_loop("conv2d", "conv2d", xp, self.weight, self.bias, *self.stride, *self.dilation, self.groups, out)
 
     @property
     def in_channels(self) -> int:

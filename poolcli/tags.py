@@ -9,8 +9,6 @@ and a short hash of its weights (``k-1a2b3c4d``), an inline matrix ``custom-`` a
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
 MAX_TAG = 200  # bytes: a longer default tag keeps a readable head and ends in a hash (names stay < 255)
@@ -24,6 +22,8 @@ def number(v: float) -> str:
 
 def weights_hash(matrix: np.ndarray) -> str:
     """8 hex digits that change with any weight or the shape of ``matrix``."""
+    import hashlib  # on use: its import (OpenSSL) is 6 ms of a small command's start
+
     m = np.asarray(matrix, np.float64)
     return hashlib.sha1(repr((m.shape, m.tolist())).encode()).hexdigest()[:8]
 
@@ -127,6 +127,8 @@ def bounded(tag: str) -> str:
     raw = tag.encode("utf-8", "surrogateescape")
     if len(raw) <= MAX_TAG:
         return tag
+    import hashlib
+
     digest = hashlib.sha1(raw).hexdigest()[:8]
     head = raw[: MAX_TAG - 10].decode("utf-8", "ignore").rstrip("-_+")
     return f"{head}~{digest}"

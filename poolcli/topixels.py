@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .engine.runtime import row_blocks, run_compiled
+from .engine.runtime import row_blocks, run_loop
 from .errors import UsageError
 
 EIGHT_BIT_NOTE = "16-bit result written with 8 bits per channel ({fmt} holds 8)"
@@ -42,10 +42,8 @@ def luma(pixels: np.ndarray) -> np.ndarray:
     compiled pass (NumPy's int64 temporaries took 0.5 s for 12 MP); (H, W, 1)."""
     if pixels.dtype.kind == "f":
         return (pixels[:, :, 0:1] * 0.299 + pixels[:, :, 1:2] * 0.587 + pixels[:, :, 2:3] * 0.114).astype(pixels.dtype)
-    from .engine.pixels import luma as compiled
-
     out = np.empty(pixels.shape[:2], pixels.dtype)
-    run_compiled(compiled, np.ascontiguousarray(pixels), out)
+    run_loop("pixels", "luma", np.ascontiguousarray(pixels), out)
     return out[:, :, None]
 
 
@@ -69,8 +67,6 @@ def to_pixels(result: np.ndarray, dtype, scale: str, colour_channels: int, span=
     ``result`` is one band of it (:func:`value_span`).  One compiled pass over the interleaved
     channels.
     """
-    from .engine.pixels import quantize
-
     top = float(np.iinfo(dtype).max)
     H, W, C = result.shape
     flat = np.ascontiguousarray(result).reshape(H, W * C)  # interleaved channels, row by row
@@ -82,20 +78,18 @@ def to_pixels(result: np.ndarray, dtype, scale: str, colour_channels: int, span=
             gain = top / (hi - lo)
         else:
             lo, gain = 0.0, 0.0  # flat: every colour pixel becomes 0
-    run_compiled(quantize, flat, C, colour_channels, rule, lo, gain, top, out.reshape(H, W * C))
+    run_loop("pixels", "quantize", flat, C, colour_channels, rule, lo, gain, top, out.reshape(H, W * C))
     return out
 
 
 def value_span(result: np.ndarray, colour_channels: int, span=None) -> tuple[float, float]:
     """(min, max) of the colour values of a float (H, W, C) result, NaN passed over; with
     ``span`` (that of the bands before), of both together."""
-    from .engine.pixels import colour_range
-
     H, W, C = result.shape
     flat = np.ascontiguousarray(result).reshape(H, W * C)
     nch = row_blocks(H)
     lohi = np.empty((nch, 2), np.float64)
-    run_compiled(colour_range, flat, C, colour_channels, nch, lohi)
+    run_loop("pixels", "colour_range", flat, C, colour_channels, nch, lohi)
     lo, hi = float(lohi[:, 0].min()), float(lohi[:, 1].max())
     return (lo, hi) if span is None else (min(lo, span[0]), max(hi, span[1]))
 

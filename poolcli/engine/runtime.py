@@ -89,6 +89,8 @@ def engine():
         from . import convolve, pixels, png, pool  # noqa: F401
 
         _compile_ms += (time.perf_counter() - t0) * 1e3
+        if _wanted_threads:
+            set_threads(_wanted_threads)
     from .. import engine as eng
 
     return eng
@@ -182,13 +184,19 @@ def _kind(a):
 
 def row_blocks(rows: int) -> int:
     """How many blocks of output rows to hand to ``prange``: a few per thread, for balance."""
-    import numba
+    return max(1, min(rows, 4 * threads()))
 
-    return max(1, min(rows, 4 * numba.get_num_threads()))
+
+_wanted_threads: int | None = None  # --threads before Numba is imported: applied when it is
 
 
 def threads() -> int:
-    """How many compute threads the engine uses now."""
+    """How many compute threads the engine uses now (without importing Numba for it)."""
+    import sys
+
+    if "numba" not in sys.modules:
+        default = int(os.environ.get("NUMBA_NUM_THREADS") or _CORES)
+        return min(_wanted_threads, default) if _wanted_threads else default
     import numba
 
     return numba.get_num_threads()
@@ -196,12 +204,83 @@ def threads() -> int:
 
 def set_threads(n: int | None) -> None:
     """Bound the compute threads (``--threads``); None leaves Numba's default (all cores)."""
+    global _wanted_threads
     if n is None:
         return
     if n < 1:
         raise UsageError(f"--threads must be at least 1, got {n}")
+    import sys
+
+    if "numba" not in sys.modules:
+        _wanted_threads = n
+        return
     import numba
 
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+
+# --------------------------------------------------------------------------- NumPy forms
+
+# Which code computes a loop (see :mod:`poolcli.engine.numpy_forms`): "numba", the compiled
+# loops (a library's default); "numpy", the NumPy forms where a loop has one; "auto" (the
+# command line's), the NumPy forms while Numba is not imported and a call's arrays are smaller
+# than NUMPY_BELOW elements.  POOLCLI_ENGINE overrides all three.  The results are equal.
+ENGINES = ("auto", "numba", "numpy")
+_engine = "numba"
+NUMPY_BELOW = 4 << 20  # elements: ≈ 1.3 MP of RGB; NumPy's time there ≈ Numba's import alone
+NUMPY_JOB = 4_000_000  # pixels: a command whose inputs hold fewer in all computes on NumPy
+
+
+def use_engine(name: str) -> None:
+    """Choose which code computes the loops from now on (one of :data:`ENGINES`)."""
+    global _engine
+    if name not in ENGINES:
+        raise UsageError(f"POOLCLI_ENGINE must be one of {', '.join(ENGINES)}, got {name!r}")
+    _engine = name
+
+
+def engine_choice() -> str:
+    """The engine in force: POOLCLI_ENGINE when it is set, else the last :func:`use_engine`."""
+    forced = os.environ.get("POOLCLI_ENGINE")
+    if forced:
+        if forced not in ENGINES:
+            raise UsageError(f"POOLCLI_ENGINE must be one of {', '.join(ENGINES)}, got {forced!r}")
+        return forced
+    return _engine
+
+
+def plan_job(pixels: int | None) -> None:
+    """The command line's choice for a whole run of ``pixels`` input pixels (None: unknown, as
+    for standard input): NumPy forms below :data:`NUMPY_JOB`, compiled loops above, else auto."""
+    if pixels is None:
+        use_engine("auto")
+    else:
+        use_engine("numpy" if pixels < NUMPY_JOB else "numba")
+
+
+def numpy_engine() -> bool:
+    """Whether calls are computed by NumPy forms now (so Numba need not be imported for them)."""
+    choice = engine_choice()
+    return choice == "numpy" or (choice == "auto" and not engine_loaded())
+
+
+def run_loop(module: str, name: str, *args) -> None:
+    """Compute loop ``name`` of ``poolcli.engine.<module>`` on ``args``: by its NumPy form when
+    the engine in force says so and one exists for these arguments, else compiled
+    (:func:`run_compiled`, Numba's import counting as compile time)."""
+    choice = engine_choice()
+    if choice != "numba" and not (choice == "auto" and engine_loaded()):
+        from . import numpy_forms
+
+        form = numpy_forms.FORMS.get(name)
+        covers = numpy_forms.COVERS.get(name)
+        big = choice == "auto" and max(getattr(a, "size", 0) for a in args) >= NUMPY_BELOW
+        if form is not None and not big and (covers is None or covers(*args)):
+            form(*args)
+            return
+    engine()
+    import importlib
+
+    run_compiled(getattr(importlib.import_module(f"poolcli.engine.{module}"), name), *args)
 
 

@@ -18,9 +18,9 @@ TEMP_PREFIX = ".poolcli-"  # then the writer's host and pid: {TEMP_PREFIX}{host}
 
 def _host() -> str:
     import re
-    import socket
 
-    return re.sub(r"[^A-Za-z0-9._]", "_", socket.gethostname()) or "host"
+    name = os.uname().nodename if hasattr(os, "uname") else __import__("socket").gethostname()  # no socket import
+    return re.sub(r"[^A-Za-z0-9._]", "_", name) or "host"
 
 
 HOST = _host()  # in temp names: on shared storage, only this machine's dead writers are judged

@@ -19,7 +19,7 @@ import zlib
 import numpy as np
 
 from .. import topixels
-from ..engine.runtime import run_compiled
+from ..engine.runtime import run_loop
 from ..errors import ImageError
 from ..rows import Rows
 from .deflate import ZLIB_ERRORS, Inflater, adler32, crc32, deflate_pieces, inflate_bounded, inflating, zlib_stream
@@ -279,13 +279,11 @@ def png_picture(header: tuple[int, int, int, int], raw, extras: dict, name: str,
 
 def png_unfilter(rows: np.ndarray, layout: PngLayout, name: str) -> np.ndarray:
     """Scanlines (rows, 1 + row bytes), filter byte first, with their filters undone."""
-    from ..engine.png import unfilter
-
     if len(rows) and rows[:, 0].max() > 4:
         raise ImageError(f"{name}: truncated or corrupt image (bad PNG filter type)")
     rows.flags.writeable = False  # one compiled signature, whatever buffer the bytes are in
     plain = np.empty((rows.shape[0], rows.shape[1] - 1), np.uint8)
-    run_compiled(unfilter, rows, layout.step, plain)
+    run_loop("png", "unfilter", rows, layout.step, plain)
     return plain
 
 
@@ -363,14 +361,12 @@ def encode_png(
     on photographs is several times faster than Pillow's default level 6 at a smaller size
     (benchmarks/RESULTS.md); levels 4–9 use zlib's default strategy.
     """
-    from ..engine.png import filter_rows
-
     h, w, C = pixels.shape
     depth = 16 if pixels.dtype == np.uint16 else 8
     bpp = C * depth // 8
     raw = np.ascontiguousarray(pixels, dtype=">u2" if depth == 16 else np.uint8).view(np.uint8).reshape(h, w * bpp)
     scanlines = np.empty((h, w * bpp + 1), np.uint8)
-    run_compiled(filter_rows, raw, bpp, scanlines)
+    run_loop("png", "filter_rows", raw, bpp, scanlines)
     ihdr = struct.pack(">IIBBBBB", w, h, depth, _PNG_COLOUR_TYPE[C], 0, 0, 0)
     idat = zlib_stream(memoryview(scanlines.reshape(-1)), level, threads or os.cpu_count() or 1)  # joined below
     del scanlines
@@ -542,15 +538,13 @@ class PngSink(Behind):
         self._start("poolcli-deflate", 2)
 
     def write(self, pixels: np.ndarray) -> None:
-        from ..engine.png import filter_rows
-
         h, w, C = pixels.shape
         raw = np.ascontiguousarray(pixels, dtype=">u2" if self.depth == 16 else np.uint8).view(np.uint8)
         raw = raw.reshape(h, w * self.bpp)
         if self.prev is not None:  # filters look one row up: the band before's last row
             raw = np.concatenate([self.prev[None, :], raw], axis=0)
         scanlines = np.empty((raw.shape[0], raw.shape[1] + 1), np.uint8)
-        run_compiled(filter_rows, raw, self.bpp, scanlines)
+        run_loop("png", "filter_rows", raw, self.bpp, scanlines)
         if self.prev is not None:
             scanlines = scanlines[1:]
         self.prev = raw[-1].copy()

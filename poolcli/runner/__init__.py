@@ -71,6 +71,7 @@ def run(
     Raises :class:`Interrupted` (holding the results so far) on SIGINT/SIGTERM after in-flight
     files have finished or been discarded; no temporary file is left behind.
     """
+    from ..engine import runtime
     from ..jobs import as_job
     from .work import process_file
     from .workers import codecs_ahead, join, reuse_freed_memory
@@ -84,6 +85,8 @@ def run(
     # standard input is this process's: a worker process reads /dev/null there
     if executor == "dask":
         here = [t for t in tasks if t.source == "-"]
+    elif runtime.engine_choice() == "numpy":
+        here = list(tasks)  # a small job on NumPy forms: less work in all than starting workers
     else:
         here = [t for t in tasks if jobs <= 1 or len(tasks) <= 1 or t.source == "-"]
     helper = codecs_ahead(here[0].fmt) if here else None  # an empty cache: the codec compiled beside

@@ -188,11 +188,27 @@ class Execution:
         from .workers import allow_helpers
 
         allow_helpers()  # on an empty cache the PNG codec compiles beside the job, in a forked helper
+        self.choose_engine()
         try:
             return run(self.planned.tasks, self.job, self.opts.settings(), jobs=self.jobs, executor=self.executor,
                        scheduler=self.scheduler, on_result=on_result)  # fmt: skip
         finally:
             self.sweep()  # of workers killed during this run (a Dask worker, say)
+
+    def choose_engine(self) -> None:
+        """NumPy forms of the loops for a run of fewer than ``runtime.NUMPY_JOB`` pixels in
+        all (Numba's import and cache loads would cost more than the whole job), compiled loops
+        for more, or for Dask and streamed runs; standard input, of unknown size: decided per
+        call (``auto``)."""
+        from ..engine import runtime
+
+        tasks = self.planned.tasks
+        if self.executor == "dask" or self.opts.stream:
+            runtime.use_engine("numba")
+        elif any(t.source == "-" for t in tasks):
+            runtime.plan_job(None)
+        else:
+            runtime.plan_job(planned_pixels(tasks, runtime.NUMPY_JOB))
 
     def report(self, results: list, wall_ms: float) -> str:
         """The JSON report: the version, every setting resolved, each file's row; written to
@@ -204,6 +220,29 @@ class Execution:
         resolved = {**self.job.settings(), "jobs": self.jobs, "threads": runtime.threads(),
                     "max_pixels": opts.max_pixels, "stream": opts.stream, "page": opts.page}  # fmt: skip
         return summary.as_json(self.command, resolved, results, wall_ms)
+
+
+def planned_pixels(tasks, enough: int) -> int:
+    """The pixels of the tasks' inputs from their headers, counted until ``enough``; a file
+    whose header cannot be read, or that is not a regular file (a FIFO would block here), counts
+    nothing here (it fails on its own when it is run)."""
+    total = 0
+    for t in tasks:
+        try:
+            if not stat.S_ISREG(os.stat(t.source).st_mode):
+                continue
+            size = io.image_size(t.source)
+            if size is None:
+                from PIL import Image
+
+                with Image.open(t.source) as im:
+                    size = im.size
+        except Exception:  # noqa: BLE001 - any problem is the file's, reported when it runs
+            size = (0, 0)
+        total += size[0] * size[1]
+        if total >= enough:
+            break
+    return total
 
 
 def check_options_fit(job: Job) -> None:

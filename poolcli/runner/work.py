@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import io, memory, topixels
-from ..engine.runtime import engine, engine_loaded, take_compile_ms
+from ..engine.runtime import engine, engine_loaded, numpy_engine, take_compile_ms
 from ..errors import ImageError
 from ..io import png
 from ..io.npy import encode_npy
@@ -217,7 +217,9 @@ def read_picture(task: Task, job: Job, name: str, settings: Settings, inflated) 
     input, where a Ctrl-C that Numba's start-up swallows would leave us waiting)."""
     max_pixels, page = settings.max_pixels, settings.page
     data = None
-    if inflated is None and task.source != "-" and not engine_loaded() and not page:
+    if numpy_engine():
+        pass  # a small job computes on NumPy forms: no Numba to load
+    elif inflated is None and task.source != "-" and not engine_loaded() and not page:
         data, inflated = _read_ahead(task.source, name, max_pixels, _load_decoder)
     else:
         engine()

@@ -106,7 +106,7 @@ def codecs_ahead(fmt: str) -> int | None:
     benchmarks/RESULTS.md (#26): the codec's loops are about half of a first run's compiling."""
     import threading
 
-    if not HELPERS[0] or fmt != "png" or not hasattr(os, "fork"):
+    if not HELPERS[0] or fmt != "png" or not hasattr(os, "fork") or runtime.numpy_engine():
         return None
     if threading.active_count() > 1:  # another thread may hold a lock (Numba's compiler lock) the child would need
         return None
