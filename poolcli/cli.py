@@ -515,6 +515,9 @@ def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, INTERRUPTS)
     warnings.simplefilter("ignore")  # contract §3: Python warnings never reach stderr (workers inherit it)
+    from .engine import runtime
+
+    runtime.use_engine("auto")  # small images on NumPy forms while Numba is not loaded; image runs choose by size
     if sys.stdout is None:  # started with standard output closed (`>&-`): only what prints there fails
         sys.stdout = ClosedStdout()
     ascii_fallback()

@@ -81,6 +81,8 @@ def compile_all(on_step: Callable[[str, int, int], None] = lambda label, done, t
     from .engine import runtime
 
     runtime.take_compile_ms()
+    os.environ.pop("POOLCLI_ENGINE", None)  # the point is compiling: never the NumPy forms
+    runtime.use_engine("numba")
     runtime.engine()
     parallel, serial = halves()
     total = len(parallel) + len(serial)

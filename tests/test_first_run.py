@@ -9,7 +9,6 @@ import numpy as np
 
 from hostile import encoded, photo
 
-
 COMPILED = {"POOLCLI_ENGINE": "numba"}  # a small image computes on NumPy forms unless told otherwise
 
 

@@ -307,3 +307,30 @@ def layer_case(draw):
 def test_conv2d_layer(case):
     a, b = both("conv2d", "conv2d", *case)
     same_bits(a, b)
+
+
+def test_the_command_line_chooses_by_the_job_size(tmp_path):
+    """A run's inputs are counted from their headers (FIFOs and unreadable files count nothing,
+    counting stops once the limit is reached): NumPy forms below runtime.NUMPY_JOB pixels in
+    all, the compiled loops from there, and call by call (auto) when the size is unknown."""
+    from PIL import Image
+
+    from poolcli.runner.execute import planned_pixels
+    from poolcli.runner.records import Task
+
+    Image.new("RGB", (300, 200)).save(tmp_path / "a.png")
+    Image.new("L", (100, 50)).save(tmp_path / "b.jpg")
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    os.mkfifo(tmp_path / "pipe.png")
+    tasks = [Task(str(tmp_path / n), str(tmp_path / f"o{n}"), "png") for n in ("a.png", "b.jpg", "junk.png", "pipe.png")]
+    assert planned_pixels(tasks, 10**9) == 300 * 200 + 100 * 50
+    assert planned_pixels(tasks, 1000) == 300 * 200  # stopped at the first file past the limit
+    try:
+        runtime.plan_job(runtime.NUMPY_JOB - 1)
+        assert runtime.engine_choice() == "numpy"
+        runtime.plan_job(runtime.NUMPY_JOB)
+        assert runtime.engine_choice() == "numba"
+        runtime.plan_job(None)
+        assert runtime.engine_choice() == "auto"
+    finally:
+        runtime.use_engine("numba")
