@@ -246,9 +246,11 @@ def pool_avg2_u8(img, nch, out):
     """2×2 average pooling of uint8 pixels straight into uint8, in integers.
 
     With t the window's sum (at most 1020), (t + 1 + ((t >> 2) & 1)) >> 2 is t / 4 rounded half
-    to even: exactly what the float32 path's mean, rounded by :func:`_store`, gives.  Each output
-    reads its four bytes from the two rows directly, in 16-bit integers (measured against a
-    summed row first: 1.43 against 1.54 ms at 2048² RGB, OpenCV's INTER_AREA 2.33).
+    to even: exactly what the float32 path's mean, rounded by :func:`_store`, gives.  Each row
+    pair is first reduced at every byte j from bytes j and j + C of both rows (four contiguous
+    streams: LLVM vectorises it without shuffles), then every other pixel of that is kept (the
+    windows start at even pixels).  Measured at 2048² RGB on 2 threads: 0.63–0.66 ms, against
+    1.3–1.6 for the same means gathered pixel by pixel (byte inserts) and OpenCV's INTER_AREA 1.0.
     """
     H, W, C = img.shape
     OH, OW = out.shape[0], out.shape[1]
@@ -256,32 +258,32 @@ def pool_avg2_u8(img, nch, out):
     outf = out.reshape(OH * OW * C)
     n = OW * 2 * C
     for ch in prange(nch):
+        means = np.empty(n, np.uint8)  # means[j]: the window starting at byte j (half are kept)
         for oy in range(ch * OH // nch, (ch + 1) * OH // nch):
             a = flat[2 * oy * W * C : 2 * oy * W * C + n]
             b = flat[(2 * oy + 1) * W * C : (2 * oy + 1) * W * C + n]
+            _mean4_run(a, a[C:], b, b[C:], n - C, means)
             orow = outf[oy * OW * C : (oy + 1) * OW * C]
-            if C == 3:  # the channel count a constant: LLVM unrolls and vectorises (4× the generic loop)
+            if C == 3:  # the channel count a constant: the copy unrolls
                 for ox in range(OW):
-                    for c in range(3):
-                        orow[3 * ox + c] = _mean4(a, b, 6 * ox + c, 3)
+                    orow[3 * ox] = means[6 * ox]
+                    orow[3 * ox + 1] = means[6 * ox + 1]
+                    orow[3 * ox + 2] = means[6 * ox + 2]
             elif C == 1:
                 for ox in range(OW):
-                    orow[ox] = _mean4(a, b, 2 * ox, 1)
-            elif C == 4:
-                for ox in range(OW):
-                    for c in range(4):
-                        orow[4 * ox + c] = _mean4(a, b, 8 * ox + c, 4)
+                    orow[ox] = means[2 * ox]
             else:
                 for ox in range(OW):
                     for c in range(C):
-                        orow[C * ox + c] = _mean4(a, b, 2 * C * ox + c, C)
+                        orow[C * ox + c] = means[2 * C * ox + c]
 
 
 @inline
-def _mean4(a, b, k, step):
-    """(a[k] + a[k + step] + b[k] + b[k + step]) / 4 rounded half to even, in 16-bit integers."""
-    t = np.uint16(np.uint16(a[k]) + np.uint16(a[k + step]) + np.uint16(b[k]) + np.uint16(b[k + step]))
-    return np.uint8((t + np.uint16(1) + ((t >> np.uint16(2)) & np.uint16(1))) >> np.uint16(2))
+def _mean4_run(a, a2, b, b2, m, dst):
+    """dst[j] = (a[j] + a2[j] + b[j] + b2[j]) / 4 rounded half to even, for j < m, in 16-bit integers."""
+    for j in range(m):
+        t = np.uint16(np.uint16(a[j]) + np.uint16(a2[j]) + np.uint16(b[j]) + np.uint16(b2[j]))
+        dst[j] = np.uint8((t + np.uint16(1) + ((t >> np.uint16(2)) & np.uint16(1))) >> np.uint16(2))
 
 
 @inline
