@@ -232,3 +232,37 @@ def test_summary_is_not_wrapped_in_logs(cli, samples):
 def test_pillow_lineless_errors_still_name_the_file(cli, tmp_path):
     (tmp_path / "x.webp").write_bytes(b"RIFF\x10\0\0\0WEBPVP8 " + b"\0" * 8)
     one_line_error(cli("pool", "x.webp", "-m", "max", "-s", "2", "-o", "o.png"), "x.webp")
+
+
+@pytest.mark.parametrize("where", ["creating", "after creating", "writing", "renaming"])
+def test_an_interrupt_anywhere_in_an_atomic_write_leaves_no_temp_file(tmp_path, monkeypatch, where):
+    """A signal's handler runs at the main thread's next bytecode, even inside the call that
+    creates the temp file (when another thread took the signal): wherever KeyboardInterrupt is
+    raised, the temp file is removed and the destination is untouched (the CI flake of stop 29)."""
+    from poolcli.io import files
+
+    dest = tmp_path / "out.png"
+    dest.write_bytes(b"old")
+    real_open, real_close, real_replace = os.open, os.close, os.replace
+
+    def interrupt_after(real):
+        def call(*args, **kw):
+            real(*args, **kw)
+            raise KeyboardInterrupt
+
+        return call
+
+    if where == "creating":  # the file exists, the descriptor is never returned
+        monkeypatch.setattr(files.os, "open", interrupt_after(real_open))
+    elif where == "after creating":
+        monkeypatch.setattr(files.os, "close", interrupt_after(real_close))
+    elif where == "renaming":  # raised just after the rename: the new file is whole
+        monkeypatch.setattr(files.os, "replace", interrupt_after(real_replace))
+    with pytest.raises(KeyboardInterrupt):
+        with files.atomic_output(str(dest)) as fh:
+            fh.write(b"new")
+            if where == "writing":
+                raise KeyboardInterrupt
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+    assert dest.read_bytes() == (b"new" if where == "renaming" else b"old")

@@ -8,7 +8,6 @@ import contextlib
 import errno
 import os
 import stat
-import tempfile
 
 from ..errors import ImageError
 from .registry import PILLOW_DEFAULT_MAX_PIXELS
@@ -175,32 +174,43 @@ def atomic_output(dest: str):
             yield fh
         return
     folder = os.path.dirname(os.path.abspath(dest))
-    # Ctrl-C or SIGTERM between creating the temp file and the try below would leave it behind:
-    # they wait (blocked) until the try can remove it
-    blocked = block_signals()
+    # The temp file's name is known here before the file exists, so a Ctrl-C or SIGTERM handled
+    # at any point after (even inside the call that creates it: a signal taken by another thread
+    # runs its handler at the main thread's next bytecode) finds it to remove.
+    made: list[str] = []
     try:
-        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(), suffix=".tmp", dir=folder)
-    except FileNotFoundError:
-        unblock(blocked)
-        raise ImageError(f"{dest}: output folder does not exist") from None
-    except OSError as exc:
-        unblock(blocked)
-        raise ImageError(f"{dest}: cannot write to the output folder ({exc.strerror or exc})") from None
-    try:
-        unblock(blocked)
+        try:
+            fd = _new_temp(folder, made)
+        except FileNotFoundError:
+            raise ImageError(f"{dest}: output folder does not exist") from None
+        except OSError as exc:
+            raise ImageError(f"{dest}: cannot write to the output folder ({exc.strerror or exc})") from None
+        tmp = made[0]
         os.close(fd)
         with open(tmp, "wb") as fh:  # by name: tifffile asks the file object for it
             yield fh
         os.chmod(tmp, 0o644 & ~_umask())
         os.replace(tmp, dest)
     except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        for path in made:  # gone already when the rename was done, or never made
+            with contextlib.suppress(OSError):
+                os.unlink(path)
         if isinstance(exc, OSError):
             raise ImageError(f"{dest}: cannot write ({exc.strerror or exc})") from None
         raise
+
+
+def _new_temp(folder: str, made: list[str]) -> int:
+    """A new temp file in ``folder`` (O_EXCL, mode 0600), its descriptor; its name is in ``made``
+    from before it is created (another process's file of the same name is never claimed)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(100):
+        made[:] = [os.path.join(folder, f"{temp_prefix()}{os.urandom(6).hex()}.tmp")]
+        try:
+            return os.open(made[0], flags, 0o600)
+        except FileExistsError:
+            made.clear()
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", folder)
 
 
 def block_signals(*, main_only: bool = True):
