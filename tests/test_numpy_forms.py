@@ -334,3 +334,61 @@ def test_the_command_line_chooses_by_the_job_size(tmp_path):
         assert runtime.engine_choice() == "auto"
     finally:
         runtime.use_engine("numba")
+
+
+@st.composite
+def general_pool_case(draw):
+    """Overlapping, padded, dilated, ceil-mode and adaptive windows: the general loops."""
+    dtype = draw(st.sampled_from(DTYPES))
+    h, w, c = draw(st.integers(1, 11)), draw(st.integers(1, 11)), draw(st.sampled_from([1, 2, 3, 4]))
+    img = image(draw, dtype, h, w, c)
+    if draw(st.booleans()):
+        return img, dict(output_size=(draw(st.integers(1, h)), draw(st.integers(1, w))))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    dil = draw(st.integers(1, 2))
+    kw_ = dict(size=(kh, kw), stride=(draw(st.integers(1, 3)), draw(st.integers(1, 3))), dilation=dil,
+               padding=(draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))), ceil_mode=draw(st.booleans()),
+               count_include_pad=draw(st.booleans()))  # fmt: skip
+    if draw(st.booleans()):
+        kw_["divisor"] = draw(st.integers(1, 9))
+    return img, kw_
+
+
+@settings(max_examples=200, deadline=None)
+@given(general_pool_case(), st.sampled_from(["max", "min", "avg"]))
+def test_general_pooling_through_the_api(case, mode):
+    img, options = case
+    if mode != "avg":
+        options = {k: v for k, v in options.items() if k not in ("count_include_pad", "divisor")}
+    try:
+        a, b = engine_results(poolcli.pool, img, mode, layout="hwc", **options)
+    except poolcli.errors.PoolcliError:
+        return  # a window larger than the padded image: refused alike, nothing to compare
+    same_bits(a, b)
+
+
+def test_lp_pooling_is_left_to_the_loop():
+    """lp pooling's x^p is libm's pow in the loop; NumPy's power takes shortcuts (x·x for p = 2),
+    so its NumPy form covers average pooling only."""
+    args = (np.zeros((2, 2, 1), np.float32), None, None, 1, None, None, 1, 2.0, None, 1.0, None, None)
+    assert not numpy_forms.pool_sum_covers(*args)
+    assert numpy_forms.pool_sum_covers(*args[:7], 1.0, *args[8:])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_signed_zeros_and_nan_are_picked_as_the_loops_pick(dtype):
+    """Windows of ±0, ±1 and NaN only: which of two equal zeros a max or min keeps (and so the
+    sign bit) depends on the order of the comparisons, which the forms must repeat exactly."""
+    rng = np.random.default_rng(11)
+    values = np.array([-0.0, 0.0, -1.0, 1.0, np.nan], dtype)
+    for _ in range(40):
+        h, w, c = rng.integers(1, 9, 3)
+        img = values[rng.integers(0, 5 if rng.random() < 0.5 else 3, (h, w, c))]
+        for mode in ("max", "min"):
+            for options in (dict(size=2), dict(size=3, stride=1, padding=1), dict(size=2, stride=1, dilation=2)):
+                if min(h, w) < 2:
+                    continue
+                try:
+                    same_bits(*engine_results(poolcli.pool, img, mode, layout="hwc", **options))
+                except poolcli.errors.PoolcliError:
+                    pass  # a window larger than the image: refused alike

@@ -10,7 +10,7 @@ same rounding), so the results are equal bit for bit; ``tests/test_numpy_forms.p
 over random shapes, dtypes, strides, paddings and NaN.  No Numba is imported here.
 
 Each form works through its output in bands of rows (:func:`_bands`) whose temporaries stay in
-the caches and in memory already mapped: whole-image temporaries made them 3–10× slower.
+the caches and in memory already mapped: whole-image temporaries made them 2–4× slower here.
 """
 
 from __future__ import annotations
@@ -50,6 +50,56 @@ def pool_extreme_blocks(img, kh, kw, sign, nch, out):
         for j in range(1, kw):
             m = _pick(m, rows[:, :, j], sign)
         out[y0:y1] = m
+
+
+def _fold_columns(tmp, cstart, ccount, dw, W, sign, fill):
+    """Each window's columns of the row-reduced ``tmp`` (W, C), picked left to right over the
+    valid ones (``fill`` where none is), as the loop's three column paths all do: (OW, C)."""
+    best = np.full((cstart.size, tmp.shape[1]), fill, tmp.dtype)
+    seen = np.zeros(cstart.size, bool)
+    for j in range(int(ccount.max(initial=0))):
+        x = cstart + j * dw
+        valid = (j < ccount) & (x >= 0) & (x < W)
+        v = tmp[np.clip(x, 0, W - 1)]
+        picked = np.where(seen[:, None], _pick(best, v, sign), v)
+        best = np.where(valid[:, None], picked, best)
+        seen |= valid
+    return best
+
+
+def pool_extreme(img, rstart, rcount, dh, cstart, ccount, dw, sign, fill, hk, nch, out):
+    H, W, C = img.shape
+    for oy in range(out.shape[0]):
+        tmp = None
+        for i in range(rcount[oy]):
+            r = rstart[oy] + i * dh
+            if 0 <= r < H:
+                tmp = img[r] if tmp is None else _pick(tmp, img[r], sign)
+        out[oy] = fill if tmp is None else _fold_columns(tmp, cstart, ccount, dw, W, sign, fill)
+
+
+def pool_sum(img, rstart, rcount, dh, cstart, ccount, dw, power, div, mul, acc_like, out):
+    """Average pooling (``power`` 1: the only case taken, :func:`pool_sum_covers`): each window's
+    valid rows summed in order in ``acc_like``'s dtype, then its valid columns in float64 from
+    0.0 (adding 0.0 for a padding column changes nothing: the sum is never −0.0)."""
+    H, W, C = img.shape
+    for oy in range(out.shape[0]):
+        tmp = np.zeros((W, C), acc_like.dtype)
+        for i in range(rcount[oy]):
+            r = rstart[oy] + i * dh
+            if 0 <= r < H:
+                tmp += img[r]
+        acc = np.zeros((cstart.size, C), np.float64)
+        for j in range(int(ccount.max(initial=0))):
+            x = cstart + j * dw
+            valid = (j < ccount) & (x >= 0) & (x < W)
+            acc += np.where(valid[:, None], tmp[np.clip(x, 0, W - 1)], 0.0)
+        out[oy] = acc / div[oy][:, None] * mul
+
+
+def pool_sum_covers(img, rstart, rcount, dh, cstart, ccount, dw, power, div, mul, acc_like, out) -> bool:
+    """Average pooling only: lp's x^p is libm's pow in the loop, which NumPy does not always call."""
+    return power == 1.0
 
 
 def _store(v, top):
@@ -93,7 +143,7 @@ def pool_avg2_u8(img, nch, out):
 
 def _padded(img, rowmap, colmap, cval):
     """The image as float32 padded rows: P[r, q, c] = img[rowmap[r], colmap[q], c], ``cval``
-    where either index is −1 (the loops' row ring, for every padded row at once)."""
+    where either index is −1 (the loops' row ring, for all of a band's padded rows at once)."""
     p = img[np.maximum(rowmap, 0)][:, np.maximum(colmap, 0)].astype(np.float32, copy=False)
     p[rowmap < 0] = cval
     p[:, colmap < 0] = cval
@@ -255,8 +305,9 @@ _PILLOW_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}  # modes whose bytes are 
 
 
 def unfilter(rows, bpp, out):
-    """Undone by Pillow's PNG decoder (libpng's algorithm in C), given the scanlines as a stored
-    zlib stream: pixels of more than 4 bytes (16-bit colour) are left to the compiled loop."""
+    """Undone by Pillow's PNG decoder (its C code, given the scanlines as a stored zlib stream; the
+    PNG filters are fully specified, and tests/test_numpy_forms.py checks every one): pixels of
+    more than 4 bytes (16-bit colour) are left to the compiled loop (:func:`unfilter_covers`)."""
     from PIL import Image
 
     h, n = out.shape
@@ -312,7 +363,7 @@ def filter_rows(raw, bpp, out):
 # The loops with a NumPy form, by name; a form with a ``*_covers`` check takes only some arguments.
 FORMS = {
     f.__name__: f
-    for f in (pool_extreme_blocks, pool_avg_blocks, pool_avg2_u8, correlate_taps, correlate_separable, conv2d,
-              colour_range, quantize, luma, unfilter, filter_rows)  # fmt: skip
+    for f in (pool_extreme_blocks, pool_extreme, pool_avg_blocks, pool_avg2_u8, pool_sum, correlate_taps,
+              correlate_separable, conv2d, colour_range, quantize, luma, unfilter, filter_rows)  # fmt: skip
 }
-COVERS = {"unfilter": unfilter_covers}
+COVERS = {"unfilter": unfilter_covers, "pool_sum": pool_sum_covers}
