@@ -392,3 +392,12 @@ def test_signed_zeros_and_nan_are_picked_as_the_loops_pick(dtype):
                     same_bits(*engine_results(poolcli.pool, img, mode, layout="hwc", **options))
                 except poolcli.errors.PoolcliError:
                     pass  # a window larger than the image: refused alike
+
+
+def test_a_bad_engine_name_is_a_usage_error_on_the_command_line(cli, tmp_path):
+    from hostile import encoded, photo
+
+    (tmp_path / "a.png").write_bytes(encoded(photo(), "PNG"))
+    r = cli("pool", "a.png", "-m", "max", "-s", "2", "-o", "b.png", env={"POOLCLI_ENGINE": "gpu"})
+    assert r.code == 2 and "POOLCLI_ENGINE must be one of auto, numba, numpy" in r.stderr, r
+    assert "Traceback" not in r.stderr and not (tmp_path / "b.png").exists()
