@@ -60,7 +60,8 @@ class Conv2dSpec:
     has_bias: bool = True  # False when the file held no bias (the layer's zeros are then not parameters)
 
     def run(self, xp: np.ndarray, out: np.ndarray) -> None:
-        """The compiled loop on a padded (C_in, Hp, Wp) float32 image into (C_out, OH, OW)."""
+        """The layer's loop (compiled, or its NumPy form in a small job) on a padded (C_in, Hp, Wp)
+        float32 image into (C_out, OH, OW)."""
         run_loop("conv2d", "conv2d", xp, self.weight, self.bias, *self.stride, *self.dilation, self.groups, out)
 
     @property

@@ -247,7 +247,7 @@ def png_extra(kind: bytes, body: bytes, colour_type: int, extras: dict, name: st
 
 def png_picture(header: tuple[int, int, int, int], raw, extras: dict, name: str, *, gray: bool = False) -> Picture:
     """The second half of decoding a PNG (:func:`inflate_png`): the row filters of the inflated
-    scanlines ``raw`` (bytes or a buffer) undone by compiled code, pass by pass for Adam7; the
+    scanlines ``raw`` (bytes or a buffer) undone by the engine's loop, pass by pass for Adam7; the
     samples unpacked and expanded (:func:`png_pixels`); the eXIf orientation applied; as a
     :class:`Picture` (one luma channel with ``gray``, as :func:`decode`)."""
     w, h, depth, colour_type = header
