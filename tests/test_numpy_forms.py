@@ -218,6 +218,9 @@ def test_band_edges(narrow_bands):
     x, y = both("colour_range", "pixels", f, 4, 3, 2, np.empty((2, 2), np.float64))
     assert (x[:, 0].min(), x[:, 1].max()) == (y[:, 0].min(), y[:, 1].max())
     same_bits(*both("luma", "pixels", img, np.empty((41, 23), np.uint8)))
+    xp = rng.standard_normal((3, 43, 25)).astype(np.float32)  # a layer, its output rows in bands
+    w = rng.standard_normal((6, 3, 3, 3)).astype(np.float32)
+    same_bits(*both("conv2d", "conv2d", xp, w, np.ones(6, np.float32), 1, 1, 1, 1, 1, np.empty((6, 41, 23), np.float32)))
 
 
 def test_auto_uses_the_loops_once_numba_is_loaded(monkeypatch):

@@ -238,25 +238,26 @@ def conv2d(xp, w, bias, sh, sw, dh, dw, groups, out):
         kinds.setdefault((oc // per_group, n == 4 and grouped), []).extend(range(oc, oc + n))
     for (g, three), chans in kinds.items():
         ch = np.array(chans)
-        r = np.empty((len(chans), oh, ow), np.float32)
-        r[...] = bias[ch][:, None, None]
-        for i in range(cg):
-            for ky in range(kh):
-                rows = xp[g * cg + i, ky * dh : ky * dh + (oh - 1) * sh + 1 : sh]
-                t = [rows[None, :, kx * dw : kx * dw + (ow - 1) * sw + 1 : sw] for kx in range(kw)]
-                k = [w[ch, i, ky, kx][:, None, None] for kx in range(kw)]
-                kx = 0
-                if three:
-                    while kx + 3 <= kw:
-                        r += k[kx] * t[kx] + k[kx + 1] * t[kx + 1] + k[kx + 2] * t[kx + 2]
-                        kx += 3
-                    if kx + 2 == kw:
-                        r += k[kx] * t[kx] + k[kx + 1] * t[kx + 1]
-                        kx += 2
-                while kx < kw:
-                    r += k[kx] * t[kx]
-                    kx += 1
-        out[ch] = r
+        for y0, y1 in _bands(oh, len(chans) * ow):
+            r = np.empty((len(chans), y1 - y0, ow), np.float32)
+            r[...] = bias[ch][:, None, None]
+            for i in range(cg):
+                for ky in range(kh):
+                    rows = xp[g * cg + i, ky * dh + y0 * sh : ky * dh + (y1 - 1) * sh + 1 : sh]
+                    t = [rows[None, :, kx * dw : kx * dw + (ow - 1) * sw + 1 : sw] for kx in range(kw)]
+                    k = [w[ch, i, ky, kx][:, None, None] for kx in range(kw)]
+                    kx = 0
+                    if three:
+                        while kx + 3 <= kw:
+                            r += k[kx] * t[kx] + k[kx + 1] * t[kx + 1] + k[kx + 2] * t[kx + 2]
+                            kx += 3
+                        if kx + 2 == kw:
+                            r += k[kx] * t[kx] + k[kx + 1] * t[kx + 1]
+                            kx += 2
+                    while kx < kw:
+                        r += k[kx] * t[kx]
+                        kx += 1
+            out[ch, y0:y1] = r
 
 
 # ----------------------------------------------------------------------------- pixels
