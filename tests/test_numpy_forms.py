@@ -246,20 +246,26 @@ def test_a_bad_engine_name_is_refused(monkeypatch):
         runtime.engine_choice()
 
 
-SMALL_RUN = r"""
-import sys, numpy as np
+# Runs the command line in this interpreter and says, as it exits, whether Numba was imported.
+PROBE = """
+import os, sys
 sys.argv = ["poolcli"] + sys.argv[1:]
+real = os._exit
+def check(code):
+    sys.stderr.write("NUMBA=%d\\n" % ("numba" in sys.modules))
+    sys.stderr.flush()
+    real(code)
+os._exit = check
 from poolcli.cli import main
-try:
-    main()
-finally:
-    pass
+main()
 """
 
 
 @pytest.mark.parametrize("args", [
     ["pool", "{src}", "-m", "max", "-s", "2", "-o", "{dst}"],
     ["pool", "{src}", "-m", "avg", "-s", "2", "-o", "{dst}"],
+    ["pool", "{src}", "-m", "max", "-s", "3", "--stride", "2", "--padding", "1", "-o", "{dst}"],
+    ["pool", "{src}", "-m", "avg", "--global", "-o", "{dst}"],
     ["convolve", "{src}", "-k", "sobel", "-o", "{dst}"],
     ["run", "gaussian sigma=2 | sobel-x | relu | max 2", "{src}", "-o", "{dst}"],
 ])  # fmt: skip
@@ -274,16 +280,11 @@ def test_a_small_command_imports_no_numba(tmp_path, args):
     for engine in ("numpy", "numba"):
         dst = tmp_path / f"{engine}.png"
         argv = [a.format(src=src, dst=dst) for a in args]
-        probe = ("import sys, runpy; sys.argv = ['poolcli'] + sys.argv[1:]\n"
-                 "import atexit, os\n"
-                 "real = os._exit\n"
-                 "def check(code):\n"
-                 "    sys.stderr.write('NUMBA=%d\\n' % ('numba' in sys.modules)); sys.stderr.flush(); real(code)\n"
-                 "os._exit = check\n"
-                 "from poolcli.cli import main; main()\n")  # fmt: skip
-        env = {**os.environ, "POOLCLI_ENGINE": "numba"} if engine == "numba" else dict(os.environ)
-        env.pop("POOLCLI_ENGINE", None) if engine == "numpy" else None
-        done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, env=env)
+        env = dict(os.environ)
+        env.pop("POOLCLI_ENGINE", None)
+        if engine == "numba":
+            env["POOLCLI_ENGINE"] = "numba"
+        done = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, env=env)
         assert done.returncode == 0, done.stderr
         assert f"NUMBA={int(engine == 'numba')}" in done.stderr
         files[engine] = dst.read_bytes()
