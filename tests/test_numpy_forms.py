@@ -405,3 +405,24 @@ def test_a_bad_engine_name_is_a_usage_error_on_the_command_line(cli, tmp_path):
     r = cli("pool", "a.png", "-m", "max", "-s", "2", "-o", "b.png", env={"POOLCLI_ENGINE": "gpu"})
     assert r.code == 2 and "POOLCLI_ENGINE must be one of auto, numba, numpy" in r.stderr, r
     assert "Traceback" not in r.stderr and not (tmp_path / "b.png").exists()
+
+
+def test_many_small_files_are_a_batch_for_the_compiled_loops(tmp_path, monkeypatch):
+    """Past runtime.NUMPY_FILES inputs a run uses the compiled loops whatever their pixels (the
+    forms' per-call overhead, in one process, would exceed Numba's start-up and the workers)."""
+    from PIL import Image
+
+    from poolcli.runner.execute import Execution, RunOptions
+    from poolcli.runner.records import Task
+
+    Image.new("L", (8, 8)).save(tmp_path / "a.png")
+    run = Execution.__new__(Execution)
+    run.executor, run.opts = "local", RunOptions()
+    monkeypatch.setattr(runtime, "NUMPY_FILES", 3)
+    try:
+        for count, expected in ((3, "numpy"), (4, "numba")):
+            run.planned = type("P", (), {"tasks": [Task(str(tmp_path / "a.png"), f"o{i}.png", "png") for i in range(count)]})
+            run.choose_engine()
+            assert runtime.engine_choice() == expected
+    finally:
+        runtime.use_engine("numba")

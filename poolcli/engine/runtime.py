@@ -229,6 +229,7 @@ ENGINES = ("auto", "numba", "numpy")
 _engine = "numba"
 NUMPY_BELOW = 4 << 20  # elements: ≈ 1.3 MP of RGB; NumPy's time there ≈ Numba's import alone
 NUMPY_JOB = 4_000_000  # pixels: a command whose inputs hold fewer in all computes on NumPy
+NUMPY_FILES = 200  # ... and has at most this many inputs (each costs the forms' per-call overhead, in one process)
 
 
 def use_engine(name: str) -> None:

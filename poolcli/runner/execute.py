@@ -197,13 +197,13 @@ class Execution:
 
     def choose_engine(self) -> None:
         """NumPy forms of the loops for a run of fewer than ``runtime.NUMPY_JOB`` pixels in
-        all (Numba's import and cache loads would cost more than the whole job), compiled loops
-        for more, or for Dask and streamed runs; standard input, of unknown size: decided per
-        call (``auto``)."""
+        all and at most ``runtime.NUMPY_FILES`` inputs (Numba's import and cache loads would
+        cost more than the whole job), compiled loops for more, or for Dask and streamed runs;
+        standard input, of unknown size: decided per call (``auto``)."""
         from ..engine import runtime
 
         tasks = self.planned.tasks
-        if self.executor == "dask" or self.opts.stream:
+        if self.executor == "dask" or self.opts.stream or len(tasks) > runtime.NUMPY_FILES:
             runtime.use_engine("numba")
         elif any(t.source == "-" for t in tasks):
             runtime.plan_job(None)
