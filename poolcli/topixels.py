@@ -64,8 +64,8 @@ def to_pixels(result: np.ndarray, dtype, scale: str, colour_channels: int, span=
     ``clip``: round to nearest, clip to the type's range.  ``abs``: absolute value, then clip.
     ``normalize``: one min–max stretch over the colour channels (alpha is only clipped) to the
     full range; a flat image becomes 0.  ``span``: the (min, max) of the whole image when
-    ``result`` is one band of it (:func:`value_span`).  One compiled pass over the interleaved
-    channels.
+    ``result`` is one band of it (:func:`value_span`).  One engine pass over the interleaved
+    channels (compiled, or its NumPy form in a small job).
     """
     top = float(np.iinfo(dtype).max)
     H, W, C = result.shape

@@ -52,15 +52,21 @@ def pool_extreme_blocks(img, kh, kw, sign, nch, out):
         out[y0:y1] = m
 
 
-def _fold_columns(tmp, cstart, ccount, dw, W, sign, fill):
+def _columns(tmp, cstart, ccount, dw):
+    """(valid, values) for each window's j-th column of a row-reduced ``tmp`` (W, C), j = 0, 1, …:
+    which windows have a j-th column inside the image, and its values (OW, C) (clamped where not)."""
+    W = tmp.shape[0]
+    for j in range(int(ccount.max(initial=0))):
+        x = cstart + j * dw
+        yield (j < ccount) & (x >= 0) & (x < W), tmp[np.clip(x, 0, W - 1)]
+
+
+def _fold_columns(tmp, cstart, ccount, dw, sign, fill):
     """Each window's columns of the row-reduced ``tmp`` (W, C), picked left to right over the
     valid ones (``fill`` where none is), as the loop's three column paths all do: (OW, C)."""
     best = np.full((cstart.size, tmp.shape[1]), fill, tmp.dtype)
     seen = np.zeros(cstart.size, bool)
-    for j in range(int(ccount.max(initial=0))):
-        x = cstart + j * dw
-        valid = (j < ccount) & (x >= 0) & (x < W)
-        v = tmp[np.clip(x, 0, W - 1)]
+    for valid, v in _columns(tmp, cstart, ccount, dw):
         picked = np.where(seen[:, None], _pick(best, v, sign), v)
         best = np.where(valid[:, None], picked, best)
         seen |= valid
@@ -75,7 +81,7 @@ def pool_extreme(img, rstart, rcount, dh, cstart, ccount, dw, sign, fill, hk, nc
             r = rstart[oy] + i * dh
             if 0 <= r < H:
                 tmp = img[r] if tmp is None else _pick(tmp, img[r], sign)
-        out[oy] = fill if tmp is None else _fold_columns(tmp, cstart, ccount, dw, W, sign, fill)
+        out[oy] = fill if tmp is None else _fold_columns(tmp, cstart, ccount, dw, sign, fill)
 
 
 def pool_sum(img, rstart, rcount, dh, cstart, ccount, dw, power, div, mul, acc_like, out):
@@ -90,10 +96,8 @@ def pool_sum(img, rstart, rcount, dh, cstart, ccount, dw, power, div, mul, acc_l
             if 0 <= r < H:
                 tmp += img[r]
         acc = np.zeros((cstart.size, C), np.float64)
-        for j in range(int(ccount.max(initial=0))):
-            x = cstart + j * dw
-            valid = (j < ccount) & (x >= 0) & (x < W)
-            acc += np.where(valid[:, None], tmp[np.clip(x, 0, W - 1)], 0.0)
+        for valid, v in _columns(tmp, cstart, ccount, dw):
+            acc += np.where(valid[:, None], v, 0.0)
         out[oy] = acc / div[oy][:, None] * mul
 
 

@@ -13,6 +13,7 @@ themselves do no I/O.
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from ..errors import UsageError
@@ -76,8 +77,6 @@ def compile_ms_so_far() -> float:
 
 def engine_loaded() -> bool:
     """Whether :func:`engine` has imported the compiled-loop modules (and Numba) already."""
-    import sys
-
     return "poolcli.engine.pool" in sys.modules
 
 
@@ -192,8 +191,6 @@ _wanted_threads: int | None = None  # --threads before Numba is imported: applie
 
 def threads() -> int:
     """How many compute threads the engine uses now (without importing Numba for it)."""
-    import sys
-
     if "numba" not in sys.modules:
         default = int(os.environ.get("NUMBA_NUM_THREADS") or _CORES)
         return min(_wanted_threads, default) if _wanted_threads else default
@@ -209,8 +206,6 @@ def set_threads(n: int | None) -> None:
         return
     if n < 1:
         raise UsageError(f"--threads must be at least 1, got {n}")
-    import sys
-
     if "numba" not in sys.modules:
         _wanted_threads = n
         return
@@ -232,22 +227,22 @@ NUMPY_JOB = 4_000_000  # pixels: a command whose inputs hold fewer in all comput
 NUMPY_FILES = 200  # ... and has at most this many inputs (each costs the forms' per-call overhead, in one process)
 
 
+def _engine_name(name: str) -> str:
+    if name not in ENGINES:
+        raise UsageError(f"POOLCLI_ENGINE must be one of {', '.join(ENGINES)}, got {name!r}")
+    return name
+
+
 def use_engine(name: str) -> None:
     """Choose which code computes the loops from now on (one of :data:`ENGINES`)."""
     global _engine
-    if name not in ENGINES:
-        raise UsageError(f"POOLCLI_ENGINE must be one of {', '.join(ENGINES)}, got {name!r}")
-    _engine = name
+    _engine = _engine_name(name)
 
 
 def engine_choice() -> str:
     """The engine in force: POOLCLI_ENGINE when it is set, else the last :func:`use_engine`."""
     forced = os.environ.get("POOLCLI_ENGINE")
-    if forced:
-        if forced not in ENGINES:
-            raise UsageError(f"POOLCLI_ENGINE must be one of {', '.join(ENGINES)}, got {forced!r}")
-        return forced
-    return _engine
+    return _engine_name(forced) if forced else _engine
 
 
 def plan_job(pixels: int | None) -> None:
@@ -269,13 +264,12 @@ def run_loop(module: str, name: str, *args) -> None:
     """Compute loop ``name`` of ``poolcli.engine.<module>`` on ``args``: by its NumPy form when
     the engine in force says so and one exists for these arguments, else compiled
     (:func:`run_compiled`, Numba's import counting as compile time)."""
-    choice = engine_choice()
-    if choice != "numba" and not (choice == "auto" and engine_loaded()):
+    if numpy_engine():
         from . import numpy_forms
 
         form = numpy_forms.FORMS.get(name)
         covers = numpy_forms.COVERS.get(name)
-        big = choice == "auto" and max(getattr(a, "size", 0) for a in args) >= NUMPY_BELOW
+        big = engine_choice() == "auto" and max(getattr(a, "size", 0) for a in args) >= NUMPY_BELOW
         if form is not None and not big and (covers is None or covers(*args)):
             form(*args)
             return

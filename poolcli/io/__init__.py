@@ -133,6 +133,16 @@ def image_size(path: str) -> tuple[int, int] | None:
     return found.load().size(data, path)
 
 
+def pixel_count(path: str) -> int:
+    """Width × height from ``path``'s header, any format (0 where it cannot be told, or for
+    anything but a regular file: a FIFO would block)."""
+    data = head(path, 1 << 12)
+    if not data:
+        return 0
+    size = image_size(path) or codec("pillow").load().size(data, path)
+    return size[0] * size[1] if size else 0
+
+
 def probe_colour(path: str) -> int | None:
     """How many colour channels (alpha left out) :func:`decode` would give ``path``, from its
     header alone; None where that cannot be told cheaply (then the caller assumes nothing).

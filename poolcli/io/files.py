@@ -227,14 +227,6 @@ def block_signals(*, main_only: bool = True):
     return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
-def unblock(mask) -> None:
-    """Restore the signal mask; a signal that arrived meanwhile is handled now."""
-    if mask is not None:
-        import signal
-
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-
-
 def remove_stale_temps(folder: str) -> list[str]:
     """Delete the temporary files in ``folder`` left by poolcli processes of this machine that
     died hard (SIGKILL, power loss) while writing; their names carry the writer's host and pid.

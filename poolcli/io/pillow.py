@@ -30,9 +30,9 @@ def decode(data: bytes, name: str, *, gray: bool = False, max_pixels: int | None
     return _decode_pillow(data, name, gray, max_pixels, page)
 
 
-def colour(head: bytes, path: str) -> int | None:
-    """How many colour channels Pillow would decode ``path`` to, from its header (Pillow opens
-    files lazily); None where Pillow cannot tell."""
+def _header(path: str):
+    """(mode, (width, height)) from Pillow's reading of ``path``'s header (it opens files
+    lazily), or None where Pillow cannot tell."""
     try:
         import warnings
 
@@ -41,9 +41,24 @@ def colour(head: bytes, path: str) -> int | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(path) as im:
-                mode = im.mode
+                return im.mode, im.size
     except Exception:  # noqa: BLE001 - Pillow cannot tell: assume nothing
         return None
+
+
+def size(head: bytes, path: str) -> tuple[int, int] | None:
+    """(width, height) as Pillow reads them from ``path``'s header; None where it cannot tell."""
+    found = _header(path)
+    return None if found is None else found[1]
+
+
+def colour(head: bytes, path: str) -> int | None:
+    """How many colour channels Pillow would decode ``path`` to, from its header; None where
+    Pillow cannot tell."""
+    found = _header(path)
+    if found is None:
+        return None
+    mode = found[0]
     if mode in ("1", "L", "LA", "La", "I", "F") or mode.startswith("I;16"):
         return 1
     return 3

@@ -223,23 +223,15 @@ class Execution:
 
 
 def planned_pixels(tasks, enough: int) -> int:
-    """The pixels of the tasks' inputs from their headers, counted until ``enough``; a file
-    whose header cannot be read, or that is not a regular file (a FIFO would block here), counts
-    nothing here (it fails on its own when it is run)."""
+    """The pixels of the tasks' inputs from their headers (:func:`poolcli.io.pixel_count`: a
+    file that cannot tell counts nothing, and fails on its own when it runs), counted until
+    ``enough``."""
     total = 0
     for t in tasks:
         try:
-            if not stat.S_ISREG(os.stat(t.source).st_mode):
-                continue
-            size = io.image_size(t.source)
-            if size is None:
-                from PIL import Image
-
-                with Image.open(t.source) as im:
-                    size = im.size
-        except Exception:  # noqa: BLE001 - any problem is the file's, reported when it runs
-            size = (0, 0)
-        total += size[0] * size[1]
+            total += io.pixel_count(t.source)
+        except Exception:  # noqa: BLE001 - a header probe's failure is the file's, reported when it runs
+            pass
         if total >= enough:
             break
     return total

@@ -217,12 +217,11 @@ def read_picture(task: Task, job: Job, name: str, settings: Settings, inflated) 
     input, where a Ctrl-C that Numba's start-up swallows would leave us waiting)."""
     max_pixels, page = settings.max_pixels, settings.page
     data = None
-    if numpy_engine():
-        pass  # a small job computes on NumPy forms: no Numba to load
-    elif inflated is None and task.source != "-" and not engine_loaded() and not page:
-        data, inflated = _read_ahead(task.source, name, max_pixels, _load_decoder)
-    else:
-        engine()
+    if not numpy_engine():  # a small job computes on NumPy forms: no Numba to load
+        if inflated is None and task.source != "-" and not engine_loaded() and not page:
+            data, inflated = _read_ahead(task.source, name, max_pixels, _load_decoder)
+        else:
+            engine()
     if inflated is not None:
         header, raw, extras = inflated
         if extras is None:  # the prefetcher inflated it; its metadata chunks are read here
